@@ -1,0 +1,65 @@
+"""CLI: python -m bertling_models {build-fixtures,build-base,regen,make-skeleton,check} ..."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from .architectures import ARCHS
+
+DEFAULT_BASE_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bertling", "base")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bertling_models")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("build-fixtures", help="tiny fixtures + references into models/fixtures (needs torch)")
+    p.add_argument("--arch", choices=ARCHS, action="append")
+    p.add_argument("--out", default=None, help="fixtures dir (default models/fixtures)")
+    p.add_argument("--retrain-tokenizers", action="store_true",
+                   help="train tokenizers anew instead of reusing the committed tokenizer.json files")
+    p = sub.add_parser("build-base", help="base-size seeded export (needs torch)")
+    p.add_argument("--arch", choices=ARCHS, required=True)
+    p.add_argument("--out", default=None, help=f"default {DEFAULT_BASE_CACHE}/<arch>")
+    p = sub.add_parser("make-skeleton", help="strip a base export into models/skeletons/<arch>")
+    p.add_argument("--arch", choices=ARCHS, required=True)
+    p.add_argument("--src", default=None, help="base export dir (default the build-base cache)")
+    p.add_argument("--out", default=None)
+    p = sub.add_parser("regen", help="refill a skeleton with seeded numpy weights (torch-free)")
+    p.add_argument("--arch", choices=ARCHS, required=True)
+    p.add_argument("--out", default=None, help=f"default {DEFAULT_BASE_CACHE}/<arch>-regen")
+    p.add_argument("--skeleton", default=None)
+    p = sub.add_parser("check", help="torch-free: load an export dir in onnxruntime and run it")
+    p.add_argument("dir")
+    p.add_argument("--text", default=None)
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    if args.cmd == "build-fixtures":
+        from . import fixtures
+
+        fixtures.build_all(tuple(args.arch or ARCHS), args.out or fixtures.FIXTURES_DIR, args.retrain_tokenizers)
+    elif args.cmd == "build-base":
+        from . import base
+
+        base.build_base(args.arch, args.out or os.path.join(DEFAULT_BASE_CACHE, args.arch))
+    elif args.cmd == "make-skeleton":
+        from . import skeleton
+
+        skeleton.make_skeleton(args.src or os.path.join(DEFAULT_BASE_CACHE, args.arch),
+                               args.out or skeleton.skeleton_dir(args.arch))
+    elif args.cmd == "regen":
+        from . import skeleton
+
+        skeleton.regen(args.skeleton or skeleton.skeleton_dir(args.arch),
+                       args.out or os.path.join(DEFAULT_BASE_CACHE, args.arch + "-regen"))
+    elif args.cmd == "check":
+        from . import skeleton
+
+        print(skeleton.check_runs(args.dir, args.text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
