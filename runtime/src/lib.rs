@@ -1,0 +1,33 @@
+//! # bertling
+//!
+//! Runs BERT-family masked language models (ALBERT, DistilBERT, BERT, RoBERTa) from one compact
+//! model file that `bertling compile` makes from a Hugging Face ONNX export.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), bertling::Error> {
+//! let mut model = bertling::Model::load("model.bertling")?;
+//! let answer = model.fill_mask("If you don't [MASK] at the sign, you will get a ticket.", 5)?;
+//! for c in &answer.masks[0].candidates {
+//!     println!("{:.4} {}", c.score, model.token_str(c.token));
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! A runnable version is `cargo run -p bertling --example fill -- MODEL "TEXT"`.
+//!
+//! Modules: [`format`] (the file layout, a public contract), [`model`] (loading and requests),
+//! [`predictions`] (fixed-capacity results, softmax and top-k), [`text`] (mask spelling and
+//! decoding clean-up), [`graph`] (the tract NNEF dialect), [`architecture`] (the families).
+
+pub mod architecture;
+pub mod error;
+pub mod format;
+pub mod graph;
+pub mod model;
+pub mod predictions;
+pub mod text;
+
+pub use architecture::Architecture;
+pub use error::{Error, Result};
+pub use model::Model;
+pub use predictions::{Candidate, FillMask, MaskPrediction, MAX_MASKS, MAX_TOP_K};

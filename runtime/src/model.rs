@@ -1,0 +1,323 @@
+//! A loaded model: the tokenizer, the planned graph, and the buffers every request reuses.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokenizers::Tokenizer;
+use tract_core::internal::*;
+
+use crate::error::{Error, Result};
+use crate::format::{InputKind, Manifest, ModelFile, OutputKind, SectionKind};
+use crate::predictions::{top_k_softmax, FillMask, MaskPrediction, MAX_MASKS, MAX_TOP_K};
+use crate::text::{clean_up_tokenization, substitute_mask, GENERIC_MASK};
+
+/// A model file loaded and planned, ready to answer fill-mask requests.
+///
+/// Loading validates every checksum, parses the tokenizer, and plans the graph once. Each request
+/// reuses the buffers planned at load; results land in fixed-capacity [`FillMask`] values.
+///
+/// ```no_run
+/// # fn main() -> Result<(), bertling::Error> {
+/// let mut model = bertling::Model::load("bert.bertling")?;
+/// let answer = model.fill_mask("The capital of France is [MASK].", 5)?;
+/// for c in &answer.masks[0].candidates {
+///     println!("{:>8.4}  {}", c.score, model.token_str(c.token));
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Model {
+    manifest: Manifest,
+    tokenizer: Tokenizer,
+    state: TypedSimpleState,
+    token_strs: Vec<String>,
+    /// The text after mask substitution (reused).
+    text_buf: String,
+    /// Token ids of the last request (capacity `max_tokens`).
+    ids: Vec<u32>,
+    /// Type ids of the last request.
+    type_ids: Vec<u32>,
+    /// Mask-position logits of the last request, `masks x vocab` (capacity planned at load).
+    logits: Vec<f32>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("manifest", &self.manifest)
+            .finish_non_exhaustive()
+    }
+}
+
+fn graph_err(e: impl std::fmt::Display) -> Error {
+    Error::Graph(format!("{e:#}"))
+}
+
+impl Model {
+    /// Loads a model file from disk (memory-mapped while it is read; nothing stays mapped).
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only and dropped before returning; every byte read from it is
+        // checksummed first. A concurrent writer could only make the checksums fail.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Model::from_bytes(&map)
+    }
+
+    /// Loads a model from a file image in memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        let file = ModelFile::parse(bytes)?;
+        let manifest = file.manifest.clone();
+        let section = |kind| {
+            file.section(kind)
+                .ok_or_else(|| Error::Inconsistent(format!("the {kind:?} section is missing")))
+        };
+
+        let mut tokenizer = Tokenizer::from_bytes(section(SectionKind::Tokenizer)?)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        check_tokenizer(&manifest, &tokenizer)?;
+
+        let graph = crate::graph::read_graph(section(SectionKind::Graph)?).map_err(graph_err)?;
+        if graph.inputs.len() != manifest.inputs.len() || graph.outputs.len() != 1 {
+            return Err(Error::Inconsistent(format!(
+                "the graph has {} inputs and {} outputs; the manifest lists {} inputs and one output",
+                graph.inputs.len(),
+                graph.outputs.len(),
+                manifest.inputs.len()
+            )));
+        }
+        let graph = graph.into_optimized().map_err(graph_err)?;
+        let plan = Arc::new(TypedSimplePlan::new(graph).map_err(graph_err)?);
+        let state = plan.spawn().map_err(graph_err)?;
+
+        let vocab = tokenizer.get_vocab_size(true) as u32;
+        let token_strs = (0..vocab)
+            .map(|id| {
+                let s = tokenizer.decode(&[id], false).unwrap_or_default();
+                if manifest.clean_up_tokenization_spaces {
+                    clean_up_tokenization(&s)
+                } else {
+                    s
+                }
+            })
+            .collect();
+        let max_tokens = manifest.max_tokens as usize;
+        Ok(Model {
+            text_buf: String::with_capacity(256),
+            ids: Vec::with_capacity(max_tokens),
+            type_ids: Vec::with_capacity(max_tokens),
+            logits: Vec::with_capacity(MAX_MASKS * manifest.vocab_size as usize),
+            manifest,
+            tokenizer,
+            state,
+            token_strs,
+        })
+    }
+
+    /// The model's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The model's own mask token, e.g. `[MASK]` or `<mask>`.
+    pub fn mask_token(&self) -> &str {
+        &self.manifest.special_tokens.mask.text
+    }
+
+    /// A token decoded on its own, as the Hugging Face pipeline's `token_str`. Empty for ids the
+    /// tokenizer does not know (the model's vocabulary may be larger than the tokenizer's).
+    pub fn token_str(&self, token: u32) -> &str {
+        self.token_strs
+            .get(token as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// Tokenizes `text` as a request would (generic `[MASK]` substituted, special tokens added).
+    pub fn encode(&mut self, text: &str) -> Result<&[u32]> {
+        substitute_mask(
+            text,
+            &self.manifest.special_tokens.mask.text,
+            &mut self.text_buf,
+        );
+        let enc = self
+            .tokenizer
+            .encode(self.text_buf.as_str(), true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        self.ids.clear();
+        self.ids.extend_from_slice(enc.get_ids());
+        self.type_ids.clear();
+        self.type_ids.extend_from_slice(enc.get_type_ids());
+        Ok(&self.ids)
+    }
+
+    /// Predicts the top `k` tokens for every mask in `text`. The result is a fixed-capacity value
+    /// (no heap); [`Model::fill_mask_into`] fills one the caller owns instead.
+    pub fn fill_mask(&mut self, text: &str, k: usize) -> Result<FillMask> {
+        let mut result = FillMask::default();
+        self.fill_mask_into(text, k, &mut result)?;
+        Ok(result)
+    }
+
+    /// Like [`Model::fill_mask`], into a caller-owned result.
+    pub fn fill_mask_into(&mut self, text: &str, k: usize, out: &mut FillMask) -> Result<()> {
+        out.masks.clear();
+        self.logits.clear();
+        if k == 0 || k > MAX_TOP_K {
+            return Err(Error::BadTopK { k, max: MAX_TOP_K });
+        }
+        self.encode(text)?;
+        let n = self.ids.len();
+        let max = self.manifest.max_tokens as usize;
+        if n > max {
+            return Err(Error::TooLong { tokens: n, max });
+        }
+        let mask_id = self.manifest.special_tokens.mask.id;
+        let masks = self.ids.iter().filter(|&&t| t == mask_id).count();
+        if masks == 0 {
+            return Err(Error::NoMask {
+                generic: GENERIC_MASK,
+                model: self.mask_token().to_string(),
+            });
+        }
+        if masks > MAX_MASKS {
+            return Err(Error::TooManyMasks {
+                found: masks,
+                max: MAX_MASKS,
+            });
+        }
+
+        let inputs: TVec<TValue> = self
+            .manifest
+            .inputs
+            .iter()
+            .map(|kind| {
+                let values: Vec<i64> = match kind {
+                    InputKind::InputIds => self.ids.iter().map(|&t| t as i64).collect(),
+                    InputKind::AttentionMask => vec![1; n],
+                    InputKind::TokenTypeIds => self.type_ids.iter().map(|&t| t as i64).collect(),
+                };
+                Tensor::from_shape(&[1, n], &values).map(|t| t.into_tvalue())
+            })
+            .collect::<TractResult<_>>()
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let outputs = self
+            .state
+            .run(inputs)
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let vocab = self.manifest.vocab_size as usize;
+        let logits = outputs[0]
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        match self.manifest.output {
+            OutputKind::AllPositionLogits => {
+                if logits.len() != n * vocab {
+                    return Err(Error::Inference(format!(
+                        "the graph returned {} logits, expected {n} x {vocab}",
+                        logits.len()
+                    )));
+                }
+            }
+        }
+        for (pos, _) in self.ids.iter().enumerate().filter(|(_, &t)| t == mask_id) {
+            let row = &logits[pos * vocab..(pos + 1) * vocab];
+            self.logits.extend_from_slice(row);
+            let mut pred = MaskPrediction {
+                position: pos as u32,
+                ..Default::default()
+            };
+            top_k_softmax(row, k, &mut pred);
+            // Capacity: masks <= MAX_MASKS was checked above.
+            let _ = out.masks.push(pred);
+        }
+        Ok(())
+    }
+
+    /// Token ids of the last request (special tokens included).
+    pub fn last_input_ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The full mask-position logits of the last request, for mask number `mask` (text order).
+    pub fn last_logits(&self, mask: usize) -> Option<&[f32]> {
+        let vocab = self.manifest.vocab_size as usize;
+        self.logits.get(mask * vocab..(mask + 1) * vocab)
+    }
+
+    /// The last request's text with mask number `mask` replaced by `token`, decoded as the
+    /// Hugging Face pipeline's `sequence`: special tokens are dropped when the text held one mask,
+    /// kept (other masks included) when it held several.
+    pub fn filled_sequence(
+        &self,
+        masks_in_request: &FillMask,
+        mask: usize,
+        token: u32,
+    ) -> Result<String> {
+        let pos = masks_in_request
+            .masks
+            .get(mask)
+            .ok_or_else(|| Error::NoSuchPrediction(format!("mask {mask}")))?
+            .position as usize;
+        let pad = self.manifest.special_tokens.pad.as_ref().map(|p| p.id);
+        let ids: Vec<u32> = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| if i == pos { token } else { t })
+            .filter(|&t| Some(t) != pad)
+            .collect();
+        let single = masks_in_request.masks.len() == 1;
+        let s = self
+            .tokenizer
+            .decode(&ids, single)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(if self.manifest.clean_up_tokenization_spaces {
+            clean_up_tokenization(&s)
+        } else {
+            s
+        })
+    }
+}
+
+/// The tokenizer must agree with the manifest: the special tokens at their ids, and no id the
+/// model cannot embed.
+fn check_tokenizer(manifest: &Manifest, tokenizer: &Tokenizer) -> Result<()> {
+    let size = tokenizer.get_vocab_size(true);
+    if size > manifest.vocab_size as usize {
+        return Err(Error::Inconsistent(format!(
+            "the tokenizer has {size} tokens but the model embeds only {}",
+            manifest.vocab_size
+        )));
+    }
+    let st = &manifest.special_tokens;
+    for tok in [
+        Some(&st.mask),
+        st.pad.as_ref(),
+        st.cls.as_ref(),
+        st.sep.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if tokenizer.token_to_id(&tok.text) != Some(tok.id) {
+            return Err(Error::Inconsistent(format!(
+                "special token {} is not id {} in the tokenizer",
+                tok.text, tok.id
+            )));
+        }
+    }
+    Ok(())
+}
