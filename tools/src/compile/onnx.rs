@@ -1,0 +1,145 @@
+//! The ONNX side of the compiler: load with tract-onnx, fix the input shapes, declutter, write NNEF,
+//! and check the result against the export.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bertling::format::InputKind;
+use tract_onnx::prelude::*;
+
+use super::Export;
+
+/// The name of the symbolic sequence length in stored graphs.
+pub const SEQUENCE_SYMBOL: &str = "S";
+
+/// A sentence every supported tokenizer can encode; used to check the compiled graph.
+const PROBE_TEXT: &str = "The quick brown fox [MASK] over the lazy dog, twice.";
+
+pub struct GraphBuild {
+    pub inputs: Vec<InputKind>,
+    pub nnef: Vec<u8>,
+    /// The decluttered model, kept to check the written file against.
+    typed: TypedModel,
+}
+
+/// tract may panic on graphs it does not expect; a user's file must get an error instead.
+fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(|e| anyhow!("{what}: {e:#}")),
+        Err(_) => bail!(
+            "{what}: tract failed on this graph (internal panic); please report it with the export"
+        ),
+    }
+}
+
+impl GraphBuild {
+    pub fn from_export(export: &Export) -> Result<GraphBuild> {
+        let path = export.onnx_path.clone();
+        let mut model = guarded("model.onnx is not a readable ONNX model", || {
+            tract_onnx::onnx()
+                .with_ignore_value_info(true)
+                .model_for_path(&path)
+        })?;
+
+        let mut inputs = vec![];
+        for outlet in model.input_outlets()?.to_vec() {
+            let name = model.node(outlet.node).name.clone();
+            let kind = InputKind::from_onnx_name(&name).with_context(|| {
+                format!("model.onnx has an input '{name}'; bertling feeds input_ids, attention_mask and token_type_ids only")
+            })?;
+            inputs.push(kind);
+        }
+        if !inputs.contains(&InputKind::InputIds) {
+            bail!("model.onnx has no input_ids input");
+        }
+        let s = model.symbols.sym(SEQUENCE_SYMBOL);
+        for ix in 0..inputs.len() {
+            let fact = InferenceFact::dt_shape(i64::datum_type(), tvec![1.to_dim(), s.to_dim()]);
+            model.set_input_fact(ix, fact)?;
+        }
+        let outputs = model.output_outlets()?.to_vec();
+        if outputs.len() != 1 {
+            let logits = outputs
+                .iter()
+                .find(|o| model.node(o.node).name == "logits")
+                .copied()
+                .context("model.onnx has several outputs and none is named logits")?;
+            model.select_output_outlets(&[logits])?;
+        }
+
+        let typed = guarded("tract could not type the ONNX graph", || {
+            model.into_typed()?.into_decluttered()
+        })?;
+        let out_fact = typed.output_fact(0)?.clone();
+        let vocab = export.config.vocab_size as i64;
+        let shape_ok = out_fact.datum_type == f32::datum_type()
+            && out_fact.rank() == 3
+            && out_fact.shape[0] == 1.to_dim()
+            && out_fact.shape[1] == s.to_dim()
+            && out_fact.shape[2] == vocab.to_dim();
+        if !shape_ok {
+            bail!(
+                "model.onnx's output is {out_fact:?}, not f32 logits [batch, sequence, {vocab}]: \
+                 bertling needs a masked-LM export (optimum-cli export onnx --task fill-mask ...)"
+            );
+        }
+        let nnef = guarded("tract could not serialize the graph", || {
+            bertling::graph::write_graph(&typed)
+        })?;
+        Ok(GraphBuild {
+            inputs,
+            nnef,
+            typed,
+        })
+    }
+
+    /// Runs the probe sentence through the decluttered ONNX graph and through a model loaded from
+    /// the file image; fails unless their mask-position logits agree. Returns the max difference.
+    pub fn check_against(&self, image: &[u8], export: &Export) -> Result<f32> {
+        let mut loaded =
+            bertling::Model::from_bytes(image).context("the compiled file does not load")?;
+        let answer = loaded
+            .fill_mask(PROBE_TEXT, 1)
+            .context("the compiled model cannot answer a probe sentence")?;
+        let ids: Vec<i64> = loaded.last_input_ids().iter().map(|&t| t as i64).collect();
+        let n = ids.len();
+        let reference = guarded("the export cannot run the probe sentence", || {
+            let plan = self.typed.clone().into_optimized()?.into_runnable()?;
+            let enc = export.tokenizer.encode(
+                PROBE_TEXT.replace("[MASK]", &export.special_tokens.mask.text),
+                true,
+            );
+            let type_ids: Vec<i64> = enc
+                .map(|e| e.get_type_ids().iter().map(|&t| t as i64).collect())
+                .unwrap_or_else(|_| vec![0; n]);
+            let inputs = self
+                .inputs
+                .iter()
+                .map(|k| {
+                    let v = match k {
+                        InputKind::InputIds => ids.clone(),
+                        InputKind::AttentionMask => vec![1; n],
+                        InputKind::TokenTypeIds => type_ids.clone(),
+                    };
+                    Ok(Tensor::from_shape(&[1, n], &v)?.into_tvalue())
+                })
+                .collect::<TractResult<TVec<_>>>()?;
+            Ok(plan.run(inputs)?.remove(0).into_tensor())
+        })?;
+        let reference = reference.try_as_plain_ram()?.as_slice::<f32>()?;
+        let vocab = export.config.vocab_size as usize;
+        let mut max = 0f32;
+        for (i, mask) in answer.masks.iter().enumerate() {
+            let p = mask.position as usize;
+            let want = &reference[p * vocab..(p + 1) * vocab];
+            let got = loaded.last_logits(i).context("missing logits")?;
+            for (a, b) in want.iter().zip(got) {
+                max = max.max((a - b).abs());
+            }
+        }
+        if !(max <= 1e-4) {
+            bail!("the compiled graph disagrees with the export: max abs logit difference {max}");
+        }
+        Ok(max)
+    }
+}

@@ -1,0 +1,79 @@
+//! `bertling inspect`: what a model file holds.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use bertling::format::ModelFile;
+
+pub fn run(path: &Path, json: bool) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = ModelFile::parse(&bytes)?;
+    let m = &file.manifest;
+    if json {
+        let sections: Vec<_> = m
+            .sections
+            .iter()
+            .map(|s| serde_json::json!({"kind": format!("{:?}", s.kind), "offset": s.offset, "bytes": s.len, "crc32": s.crc32}))
+            .collect();
+        let v = serde_json::json!({
+            "file_bytes": bytes.len(),
+            "format_version": bertling::format::FORMAT_VERSION,
+            "bertling_version": m.bertling_version,
+            "tract_version": m.tract_version,
+            "architecture": m.architecture.model_type(),
+            "precision": m.precision.to_string(),
+            "vocab_size": m.vocab_size,
+            "max_tokens": m.max_tokens,
+            "hidden_size": m.hidden_size,
+            "num_layers": m.num_layers,
+            "mask_token": {"id": m.special_tokens.mask.id, "text": m.special_tokens.mask.text},
+            "inputs": m.inputs.iter().map(|k| k.onnx_name()).collect::<Vec<_>>(),
+            "output": format!("{:?}", m.output),
+            "sequence": format!("{:?}", m.sequence),
+            "clean_up_tokenization_spaces": m.clean_up_tokenization_spaces,
+            "sections": sections,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "file          {} ({} bytes, format version {})",
+        path.display(),
+        bytes.len(),
+        bertling::format::FORMAT_VERSION
+    );
+    println!(
+        "made by       bertling {} with tract {}",
+        m.bertling_version, m.tract_version
+    );
+    println!(
+        "architecture  {} ({} layers, hidden {})",
+        m.architecture, m.num_layers, m.hidden_size
+    );
+    println!("precision     {}", m.precision);
+    println!(
+        "vocabulary    {} (mask {} = id {})",
+        m.vocab_size, m.special_tokens.mask.text, m.special_tokens.mask.id
+    );
+    println!("max tokens    {}", m.max_tokens);
+    println!(
+        "inputs        {}",
+        m.inputs
+            .iter()
+            .map(|k| k.onnx_name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("output        {:?}; sequence {:?}", m.output, m.sequence);
+    println!("sections");
+    for s in &m.sections {
+        println!(
+            "  {:<10} {:>12} bytes at {:>10}  crc32 {:08x}",
+            format!("{:?}", s.kind),
+            s.len,
+            s.offset,
+            s.crc32
+        );
+    }
+    Ok(())
+}

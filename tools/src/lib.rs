@@ -1,0 +1,14 @@
+//! The `bertling` command line's library: the ahead-of-time compiler and the commands that use
+//! model files. The binary (`src/main.rs`) only parses arguments.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! let compiled = bertling_tools::compile::compile("export/".as_ref(), "model.bertling".as_ref())?;
+//! println!("{} bytes, {}", compiled.bytes, compiled.manifest.architecture);
+//! # Ok(()) }
+//! ```
+
+pub mod compile;
+pub mod fill;
+pub mod inspect;
+pub mod tokenize;

@@ -1,0 +1,88 @@
+//! `bertling`: compile Hugging Face ONNX exports into bertling model files and run them.
+
+use bertling_tools::{compile, fill, inspect, tokenize};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bertling",
+    version,
+    about = "BERT-family masked language models, offline, on small ARM boards"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a Hugging Face ONNX export (model.onnx, config.json, tokenizer.json) into one model file.
+    Compile {
+        /// The export directory (as written by `optimum-cli export onnx --task fill-mask`).
+        export_dir: PathBuf,
+        /// The model file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Predict the masked words of a sentence, like Hugging Face's fill-mask pipeline.
+    Fill(fill::FillArgs),
+    /// Show a model file's manifest and sections.
+    Inspect {
+        /// The model file.
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the token ids of a text (or, without TEXT, of each JSON string line on stdin).
+    Tokenize {
+        /// The model file.
+        model: PathBuf,
+        /// The text; omit to read JSON strings, one per line, from stdin.
+        text: Option<String>,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Compile { export_dir, output } => {
+            let c = compile::compile(&export_dir, &output)?;
+            let m = &c.manifest;
+            println!(
+                "compiled {} ({}, {} layers, hidden {}, vocab {}, up to {} tokens, {}) -> {} ({:.1} MB); check: max |logit diff| {:.2e}",
+                export_dir.display(),
+                m.architecture,
+                m.num_layers,
+                m.hidden_size,
+                m.vocab_size,
+                m.max_tokens,
+                m.precision,
+                output.display(),
+                c.bytes as f64 / 1e6,
+                c.check_max_abs_diff
+            );
+            Ok(())
+        }
+        Command::Fill(args) => fill::run(args),
+        Command::Inspect { model, json } => inspect::run(&model, json),
+        Command::Tokenize { model, text } => tokenize::run(&model, text.as_deref()),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
