@@ -1,0 +1,112 @@
+//! Shared helpers for the integration tests: where the fixtures are, compiling them once, reading
+//! the committed references, finding the `bertling` binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+/// The four tiny fixture families, by folder name under `models/fixtures/`.
+pub const ARCHS: [&str; 4] = ["albert", "distilbert", "bert", "roberta"];
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A fixture's export directory.
+pub fn fixture_dir(arch: &str) -> PathBuf {
+    repo_root().join("models/fixtures").join(arch)
+}
+
+/// A scratch directory under target/ for this test binary.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = repo_root().join("target/test-scratch").join(name);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+static COMPILE_LOCK: Mutex<()> = Mutex::new(());
+
+/// The fixture compiled into a model file (once per test process).
+pub fn compiled(arch: &str) -> PathBuf {
+    let _guard = COMPILE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out =
+        scratch_dir(&format!("compiled-{}", std::process::id())).join(format!("{arch}.bertling"));
+    if !out.exists() {
+        bertling_tools::compile::compile(&fixture_dir(arch), &out)
+            .unwrap_or_else(|e| panic!("compiling the {arch} fixture: {e:#}"));
+    }
+    out
+}
+
+/// The `bertling` binary: $BERTLING_BIN, else target/debug/bertling (built by scripts/test.sh).
+pub fn bertling_bin() -> PathBuf {
+    let bin = std::env::var_os("BERTLING_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/bertling"));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p bertling-tools` first",
+        bin.display()
+    );
+    bin
+}
+
+/// One pipeline prediction, as transformers' fill-mask pipeline returned it.
+#[derive(Debug, Deserialize)]
+pub struct RefPrediction {
+    pub token: u32,
+    pub token_str: String,
+    pub score: f64,
+    pub sequence: String,
+}
+
+/// The pipeline's answer for one mask.
+#[derive(Debug, Deserialize)]
+pub struct RefMask {
+    pub position: u32,
+    pub top: Vec<RefPrediction>,
+}
+
+/// One reference sentence.
+#[derive(Debug, Deserialize)]
+pub struct RefCase {
+    pub text: String,
+    pub input_ids: Vec<u32>,
+    pub mask_positions: Vec<u32>,
+    pub masks: Vec<RefMask>,
+}
+
+/// A fixture's `references.json` (made with PyTorch and transformers' pipeline).
+#[derive(Debug, Deserialize)]
+pub struct References {
+    pub architecture: String,
+    pub mask_token: String,
+    pub cases: Vec<RefCase>,
+}
+
+/// Reads a fixture's references.
+pub fn references(arch: &str) -> References {
+    let path = fixture_dir(arch).join("references.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One tokenizer reference entry (Python `tokenizers`).
+#[derive(Debug, Deserialize)]
+pub struct TokenizerCase {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub offsets: Vec<(usize, usize)>,
+}
+
+/// A fixture's `tokenizer_reference.json`.
+pub fn tokenizer_reference(arch: &str) -> Vec<TokenizerCase> {
+    let path = fixture_dir(arch).join("tokenizer_reference.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -1,0 +1,106 @@
+//! The `bertling` binary end to end: compile, fill (text and JSON), inspect, and its errors.
+
+use std::process::{Command, Output};
+
+use bertling_tests::{bertling_bin, compiled, fixture_dir, scratch_dir};
+
+fn bertling(args: &[&str]) -> Output {
+    Command::new(bertling_bin())
+        .args(args)
+        .output()
+        .expect("run bertling")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("error:") && err.contains(needle),
+        "wanted {needle:?} in: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn compile_fill_inspect() {
+    let out = scratch_dir("cli").join("roberta.bertling");
+    let o = bertling(&[
+        "compile",
+        fixture_dir("roberta").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("roberta"));
+
+    let model = out.to_str().unwrap();
+    let o = bertling(&[
+        "fill",
+        model,
+        "If you don't [MASK] at the sign, you will get a ticket.",
+        "--json",
+        "-k",
+        "7",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let preds = v["masks"][0]["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 7);
+    let scores: Vec<f64> = preds.iter().map(|p| p["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    // The human-readable form prints a percentage per candidate and the filled sentence.
+    let o = bertling(&["fill", model, "Hello <mask> and [MASK]."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("mask 1 of 2") && text.contains("mask 2 of 2") && text.contains('%'),
+        "{text}"
+    );
+
+    let o = bertling(&["inspect", model, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["architecture"], "roberta");
+    assert_eq!(v["mask_token"]["text"], "<mask>");
+    assert_eq!(v["sections"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn user_errors_are_reported_not_panicked() {
+    let model = compiled("albert");
+    let model = model.to_str().unwrap();
+    assert_clean_failure(
+        &bertling(&["fill", model, "no mask in this text"]),
+        "no mask",
+    );
+    assert_clean_failure(&bertling(&["fill", model, ""]), "no mask");
+    let long = format!("{}[MASK]", "word ".repeat(2000));
+    assert_clean_failure(&bertling(&["fill", model, &long]), "tokens long");
+    assert_clean_failure(
+        &bertling(&["fill", "/nonexistent.bertling", "a [MASK]"]),
+        "cannot read model file",
+    );
+    let onnx = fixture_dir("albert").join("model.onnx");
+    assert_clean_failure(
+        &bertling(&["fill", onnx.to_str().unwrap(), "a [MASK]"]),
+        "not a bertling model file",
+    );
+    assert_clean_failure(
+        &bertling(&["inspect", onnx.to_str().unwrap()]),
+        "not a bertling model file",
+    );
+    let out = scratch_dir("cli-err").join("x.bertling");
+    assert_clean_failure(
+        &bertling(&["compile", "/nonexistent", "-o", out.to_str().unwrap()]),
+        "not a directory",
+    );
+}
