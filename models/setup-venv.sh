@@ -26,7 +26,6 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
   echo "venv $venv up to date ($kind)"
   exit 0
 fi
-"$venv/bin/python" -m pip install --disable-pip-version-check -q --upgrade pip
 "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
 echo "$hash" > "$stamp"
 "$venv/bin/python" -c "import onnxruntime, tokenizers, numpy, onnx; print('venv ok:', 'onnxruntime', onnxruntime.__version__, 'tokenizers', tokenizers.__version__, 'numpy', numpy.__version__, 'onnx', onnx.__version__)"

@@ -11,4 +11,4 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build -p bertling-tools
 export BERTLING_BIN="$PWD/target/debug/bertling"
 cargo test --workspace
-.venv/bin/python -m pytest -q tests/python
+.venv/bin/python -m pytest -q tests/python models/tests

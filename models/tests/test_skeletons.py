@@ -1,7 +1,6 @@
 """Torch-free regeneration of base-size exports from the committed skeletons."""
 import hashlib
 import os
-import time
 
 import pytest
 
@@ -10,14 +9,9 @@ from bertling_models import skeleton
 SKELETONS = [a for a in ("albert", "distilbert") if os.path.exists(os.path.join(skeleton.skeleton_dir(a), "skeleton.json"))]
 
 
-@pytest.mark.parametrize("arch", SKELETONS)
-def test_regen_loads_and_runs(arch, tmp_path):
-    if arch == "distilbert" and not os.environ.get("BERTLING_SLOW"):
-        pytest.skip("writes a 362 MB model; set BERTLING_SLOW=1")
-    t0 = time.time()
-    skeleton.regen(skeleton.skeleton_dir(arch), str(tmp_path))
-    secs = time.time() - t0
-    assert secs < 60, secs
+# DistilBERT's regeneration (362 MB) is exercised by tests/python/test_base_models.py.
+def test_regen_loads_and_runs(tmp_path):
+    skeleton.regen(skeleton.skeleton_dir("albert"), str(tmp_path))
     res = skeleton.check_runs(str(tmp_path))
     assert len(res["top5"]) == 5
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ARCHS, ROOT, fill_json
+from bertling_cli import ARCHS, ROOT, fill_json
 
 from bertling_models.ort import ort_mask_logits
 

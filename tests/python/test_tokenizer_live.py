@@ -9,7 +9,7 @@ import zlib
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import ARCHS, ROOT, run_bertling
+from bertling_cli import ARCHS, ROOT, run_bertling
 
 from bertling_models.cases import tokenizer_cases
 

@@ -133,11 +133,14 @@ impl GraphBuild {
             let p = mask.position as usize;
             let want = &reference[p * vocab..(p + 1) * vocab];
             let got = loaded.last_logits(i).context("missing logits")?;
+            if got.iter().any(|x| !x.is_finite()) {
+                bail!("the compiled graph produces non-finite logits on a probe sentence");
+            }
             for (a, b) in want.iter().zip(got) {
                 max = max.max((a - b).abs());
             }
         }
-        if !(max <= 1e-4) {
+        if max > 1e-4 {
             bail!("the compiled graph disagrees with the export: max abs logit difference {max}");
         }
         Ok(max)
