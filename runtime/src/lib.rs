@@ -29,5 +29,5 @@ pub mod text;
 
 pub use architecture::Architecture;
 pub use error::{Error, Result};
-pub use model::Model;
+pub use model::{LoadOptions, Model};
 pub use predictions::{Candidate, FillMask, MaskPrediction, MAX_MASKS, MAX_TOP_K};

@@ -1,10 +1,9 @@
 //! A loaded model: the tokenizer, the planned graph, and the buffers every request reuses.
 
 use std::path::Path;
-use std::sync::Arc;
-
 use tokenizers::Tokenizer;
 use tract_core::internal::*;
+use tract_linalg::multithread::Executor;
 
 use crate::error::{Error, Result};
 use crate::format::{InputKind, Manifest, ModelFile, OutputKind, SectionKind};
@@ -48,13 +47,33 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// How to load a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Threads one request may use (tract's matrix products are split across them). 1 runs
+    /// everything on the calling thread.
+    pub threads: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { threads: 1 }
+    }
+}
+
 fn graph_err(e: impl std::fmt::Display) -> Error {
     Error::Graph(format!("{e:#}"))
 }
 
 impl Model {
-    /// Loads a model file from disk (memory-mapped while it is read; nothing stays mapped).
+    /// Loads a model file from disk (memory-mapped while it is read; nothing stays mapped), with
+    /// the default [`LoadOptions`] (one thread).
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Model::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads a model file from disk with the given options.
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let path = path.as_ref();
         let io = |source| Error::Io {
             path: path.to_path_buf(),
@@ -64,11 +83,16 @@ impl Model {
         // SAFETY: the mapping is read-only and dropped before returning; every byte read from it is
         // checksummed first. A concurrent writer could only make the checksums fail.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        Model::from_bytes(&map)
+        Model::from_bytes_with(&map, options)
     }
 
-    /// Loads a model from a file image in memory.
+    /// Loads a model from a file image in memory, with the default [`LoadOptions`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        Model::from_bytes_with(bytes, &LoadOptions::default())
+    }
+
+    /// Loads a model from a file image in memory with the given options.
+    pub fn from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
         let file = ModelFile::parse(bytes)?;
         let manifest = file.manifest.clone();
         let section = |kind| {
@@ -94,7 +118,11 @@ impl Model {
             )));
         }
         let graph = graph.into_optimized().map_err(graph_err)?;
-        let plan = Arc::new(TypedSimplePlan::new(graph).map_err(graph_err)?);
+        let run_options = RunOptions {
+            executor: (options.threads > 1).then(|| Executor::multithread(options.threads)),
+            ..RunOptions::default()
+        };
+        let plan = TypedSimplePlan::new_with_options(graph, &run_options).map_err(graph_err)?;
         let state = plan.spawn().map_err(graph_err)?;
 
         let vocab = tokenizer.get_vocab_size(true) as u32;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use bertling::Model;
+use bertling::{LoadOptions, Model};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -18,6 +18,9 @@ pub struct FillArgs {
     /// Print JSON (one object per mask, fields as the Hugging Face pipeline names them).
     #[arg(long)]
     json: bool,
+    /// Threads per request.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// With --json: include each mask position's full logits.
     #[arg(long, requires = "json")]
     logits: bool,
@@ -47,7 +50,12 @@ struct FillOut {
 }
 
 pub fn run(args: FillArgs) -> Result<()> {
-    let mut model = Model::load(&args.model)?;
+    let mut model = Model::load_with(
+        &args.model,
+        &LoadOptions {
+            threads: args.threads.max(1),
+        },
+    )?;
     let answer = model.fill_mask(&args.text, args.top_k)?;
     let mut masks = vec![];
     for (i, mask) in answer.masks.iter().enumerate() {
