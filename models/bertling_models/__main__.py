@@ -1,4 +1,4 @@
-"""CLI: python -m bertling_models {build-fixtures,build-base,regen,make-skeleton,check} ..."""
+"""CLI: python -m bertling_models {build-fixtures,build-base,regen,make-skeleton,check,build-default,assemble-default} ..."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +33,17 @@ def main(argv=None) -> int:
     p = sub.add_parser("check", help="torch-free: load an export dir in onnxruntime and run it")
     p.add_argument("dir")
     p.add_argument("--text", default=None)
+    p = sub.add_parser("build-default", help="dev (torch): a training checkpoint -> models/default-model/")
+    p.add_argument("--run", default="target/default-train/run")
+    p.add_argument("--text-dir", default="target/default-train/text")
+    p.add_argument("--export", default="target/default-train/export")
+    p.add_argument("--out", default=None, help="default models/default-model")
+    p.add_argument("--ckpt", default="best.pt")
+    p.add_argument("--eval-targets", type=int, default=6000)
+    p = sub.add_parser("assemble-default", help="torch-free: PyPI encoder + models/default-model -> export dir")
+    p.add_argument("--out", default="target/models/default-export")
+    p.add_argument("--src", default=None, help="default models/default-model")
+    p.add_argument("--check", action="store_true", help="also compare with the stored PyTorch references")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -58,6 +69,19 @@ def main(argv=None) -> int:
         from . import skeleton
 
         print(skeleton.check_runs(args.dir, args.text))
+    elif args.cmd == "build-default":
+        from . import default_model, default_model_build
+
+        default_model_build.build(args.run, args.text_dir, args.export, args.out or default_model.DEFAULT_MODEL_DIR,
+                                  args.ckpt, args.eval_targets)
+    elif args.cmd == "assemble-default":
+        from . import default_model
+
+        src = args.src or default_model.DEFAULT_MODEL_DIR
+        info = default_model.assemble(args.out, src)
+        if args.check:
+            info["references"] = default_model.check_references(args.out, src)
+        print(info)
     return 0
 
 
