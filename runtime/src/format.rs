@@ -156,11 +156,18 @@ pub enum SequencePlan {
     },
 }
 
-/// What the graph's single output holds.
+/// How the stored graphs produce logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputKind {
-    /// Logits `[1, S, vocab]` for every position.
+    /// One graph (section `Graph`) whose output is logits `[1, S, vocab]` for every position.
     AllPositionLogits,
+    /// Two graphs: the encoder (section `Graph`) outputs hidden states `[.., S, hidden]`; the runtime
+    /// gathers the rows of the mask positions into `[.., M, hidden]`, and the head (section `Head`)
+    /// turns them into logits `[.., M, vocab]`. The vocabulary projection runs only at the masks.
+    MaskedHead {
+        /// Width of a hidden-state row.
+        hidden: u32,
+    },
 }
 
 /// What a section holds.
@@ -168,8 +175,11 @@ pub enum OutputKind {
 pub enum SectionKind {
     /// The Hugging Face `tokenizer.json`, verbatim.
     Tokenizer,
-    /// The tract graph as an NNEF tar archive (tensors 512-byte aligned inside it).
+    /// The tract graph as an NNEF tar archive (tensors 512-byte aligned inside it): the whole model,
+    /// or the encoder when the output kind is [`OutputKind::MaskedHead`].
     Graph,
+    /// The masked-LM head as an NNEF tar archive, with [`OutputKind::MaskedHead`].
+    Head,
     /// The export's `config.json`, verbatim, for reference.
     Config,
 }

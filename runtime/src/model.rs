@@ -28,6 +28,12 @@ pub struct Model {
     manifest: Manifest,
     tokenizer: Tokenizer,
     state: TypedSimpleState,
+    /// The masked-LM head, when the vocabulary projection is cut to the mask positions.
+    head: Option<TypedSimpleState>,
+    /// The head's input shape; the mask count goes at the second-to-last axis.
+    head_input_shape: Vec<usize>,
+    /// Hidden-state rows of the masks (capacity planned at load).
+    hidden: Vec<f32>,
     token_strs: Vec<String>,
     /// The text after mask substitution (reused).
     text_buf: String,
@@ -108,7 +114,18 @@ impl Model {
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         check_tokenizer(&manifest, &tokenizer)?;
 
-        let graph = crate::graph::read_graph(section(SectionKind::Graph)?).map_err(graph_err)?;
+        let run_options = RunOptions {
+            executor: (options.threads > 1).then(|| Executor::multithread(options.threads)),
+            ..RunOptions::default()
+        };
+        let plan = |kind| -> Result<(TypedModel, TypedSimpleState)> {
+            let graph = crate::graph::read_graph(section(kind)?).map_err(graph_err)?;
+            let optimized = graph.clone().into_optimized().map_err(graph_err)?;
+            let plan =
+                TypedSimplePlan::new_with_options(optimized, &run_options).map_err(graph_err)?;
+            Ok((graph, plan.spawn().map_err(graph_err)?))
+        };
+        let (graph, state) = plan(SectionKind::Graph)?;
         if graph.inputs.len() != manifest.inputs.len() || graph.outputs.len() != 1 {
             return Err(Error::Inconsistent(format!(
                 "the graph has {} inputs and {} outputs; the manifest lists {} inputs and one output",
@@ -117,13 +134,14 @@ impl Model {
                 manifest.inputs.len()
             )));
         }
-        let graph = graph.into_optimized().map_err(graph_err)?;
-        let run_options = RunOptions {
-            executor: (options.threads > 1).then(|| Executor::multithread(options.threads)),
-            ..RunOptions::default()
+        let (head, head_input_shape, hidden) = match manifest.output {
+            OutputKind::AllPositionLogits => (None, vec![], 0),
+            OutputKind::MaskedHead { hidden } => {
+                let (graph, state) = plan(SectionKind::Head)?;
+                let shape = head_input_shape(&graph, hidden as usize)?;
+                (Some(state), shape, hidden as usize)
+            }
         };
-        let plan = TypedSimplePlan::new_with_options(graph, &run_options).map_err(graph_err)?;
-        let state = plan.spawn().map_err(graph_err)?;
 
         let vocab = tokenizer.get_vocab_size(true) as u32;
         let token_strs = (0..vocab)
@@ -142,6 +160,9 @@ impl Model {
             ids: Vec::with_capacity(max_tokens),
             type_ids: Vec::with_capacity(max_tokens),
             logits: Vec::with_capacity(MAX_MASKS * manifest.vocab_size as usize),
+            hidden: Vec::with_capacity(MAX_MASKS * hidden),
+            head,
+            head_input_shape,
             manifest,
             tokenizer,
             state,
@@ -227,6 +248,29 @@ impl Model {
             });
         }
 
+        self.forward(n, mask_id)?;
+        let vocab = self.manifest.vocab_size as usize;
+        let positions = self
+            .ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t == mask_id)
+            .map(|(p, _)| p);
+        for (i, pos) in positions.enumerate() {
+            let mut pred = MaskPrediction {
+                position: pos as u32,
+                ..Default::default()
+            };
+            top_k_softmax(&self.logits[i * vocab..(i + 1) * vocab], k, &mut pred);
+            // Capacity: masks <= MAX_MASKS was checked above.
+            let _ = out.masks.push(pred);
+        }
+        Ok(())
+    }
+
+    /// Runs the graph(s) on the current ids and leaves the mask rows' logits in `self.logits`.
+    fn forward(&mut self, n: usize, mask_id: u32) -> Result<()> {
+        let infer = |e: TractError| Error::Inference(format!("{e:#}"));
         let inputs: TVec<TValue> = self
             .manifest
             .inputs
@@ -240,37 +284,53 @@ impl Model {
                 Tensor::from_shape(&[1, n], &values).map(|t| t.into_tvalue())
             })
             .collect::<TractResult<_>>()
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        let outputs = self
-            .state
-            .run(inputs)
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+            .map_err(infer)?;
+        let outputs = self.state.run(inputs).map_err(infer)?;
+        let rows = outputs[0]
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .map_err(infer)?;
         let vocab = self.manifest.vocab_size as usize;
+        let width = match self.manifest.output {
+            OutputKind::AllPositionLogits => vocab,
+            OutputKind::MaskedHead { hidden } => hidden as usize,
+        };
+        if rows.len() != n * width {
+            return Err(Error::Inference(format!(
+                "the graph returned {} values, expected {n} x {width}",
+                rows.len()
+            )));
+        }
+        // The mask rows: logits already, or hidden states for the head.
+        let gathered = if self.head.is_some() {
+            &mut self.hidden
+        } else {
+            &mut self.logits
+        };
+        gathered.clear();
+        for (p, _) in self.ids.iter().enumerate().filter(|(_, &t)| t == mask_id) {
+            gathered.extend_from_slice(&rows[p * width..(p + 1) * width]);
+        }
+        let Some(head) = self.head.as_mut() else {
+            return Ok(());
+        };
+        let m = self.hidden.len() / width;
+        let rank = self.head_input_shape.len();
+        self.head_input_shape[rank - 2] = m;
+        let hidden = Tensor::from_shape(&self.head_input_shape, &self.hidden).map_err(infer)?;
+        let outputs = head.run(tvec![hidden.into_tvalue()]).map_err(infer)?;
         let logits = outputs[0]
             .try_as_plain_ram()
             .and_then(|v| v.as_slice::<f32>())
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        match self.manifest.output {
-            OutputKind::AllPositionLogits => {
-                if logits.len() != n * vocab {
-                    return Err(Error::Inference(format!(
-                        "the graph returned {} logits, expected {n} x {vocab}",
-                        logits.len()
-                    )));
-                }
-            }
+            .map_err(infer)?;
+        if logits.len() != m * vocab {
+            return Err(Error::Inference(format!(
+                "the head returned {} logits, expected {m} x {vocab}",
+                logits.len()
+            )));
         }
-        for (pos, _) in self.ids.iter().enumerate().filter(|(_, &t)| t == mask_id) {
-            let row = &logits[pos * vocab..(pos + 1) * vocab];
-            self.logits.extend_from_slice(row);
-            let mut pred = MaskPrediction {
-                position: pos as u32,
-                ..Default::default()
-            };
-            top_k_softmax(row, k, &mut pred);
-            // Capacity: masks <= MAX_MASKS was checked above.
-            let _ = out.masks.push(pred);
-        }
+        self.logits.clear();
+        self.logits.extend_from_slice(logits);
         Ok(())
     }
 
@@ -318,6 +378,34 @@ impl Model {
             s
         })
     }
+}
+
+/// The head's input must be `[1, .., 1, M, hidden]`; returns its shape with a placeholder for M.
+fn head_input_shape(head: &TypedModel, hidden: usize) -> Result<Vec<usize>> {
+    let fact = head.input_fact(0).map_err(graph_err)?;
+    let bad = || {
+        Error::Inconsistent(format!(
+            "the head's input {fact:?} is not [.., M, {hidden}]"
+        ))
+    };
+    let rank = fact.rank();
+    if head.inputs.len() != 1 || head.outputs.len() != 1 || rank < 2 {
+        return Err(bad());
+    }
+    if fact.shape[rank - 1].to_i64().ok() != Some(hidden as i64) {
+        return Err(bad());
+    }
+    if !fact
+        .shape
+        .iter()
+        .take(rank - 2)
+        .all(|d| d.to_i64().ok() == Some(1))
+    {
+        return Err(bad());
+    }
+    let mut shape = vec![1; rank];
+    shape[rank - 1] = hidden;
+    Ok(shape)
 }
 
 /// The tokenizer must agree with the manifest: the special tokens at their ids, and no id the

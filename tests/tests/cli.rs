@@ -71,7 +71,9 @@ fn compile_fill_inspect() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["architecture"], "roberta");
     assert_eq!(v["mask_token"]["text"], "<mask>");
-    assert_eq!(v["sections"].as_array().unwrap().len(), 3);
+    // Tokenizer, encoder, head (the vocabulary projection cut to the masks), config.
+    assert_eq!(v["sections"].as_array().unwrap().len(), 4);
+    assert_eq!(v["sections"][2]["kind"], "Head");
 }
 
 #[test]

@@ -106,3 +106,17 @@ fn all_fixture_families_are_covered() {
         );
     }
 }
+
+#[test]
+fn the_vocabulary_projection_runs_only_at_the_masks() {
+    // Every fixture family compiles into an encoder plus a head applied to the mask rows alone.
+    for arch in ARCHS {
+        let model = Model::load(compiled(arch)).unwrap();
+        match model.manifest().output {
+            bertling::format::OutputKind::MaskedHead { hidden } => {
+                assert_eq!(hidden, model.manifest().hidden_size, "{arch}")
+            }
+            other => panic!("{arch}: {other:?}"),
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 mod export;
 mod onnx;
+pub mod split;
 
 use std::path::Path;
 
@@ -34,20 +35,24 @@ pub fn compile(export_dir: &Path, out: &Path) -> Result<Compiled> {
         special_tokens: export.special_tokens.clone(),
         clean_up_tokenization_spaces: export.clean_up_tokenization_spaces,
         inputs: graph.inputs.clone(),
-        output: OutputKind::AllPositionLogits,
+        output: match &graph.head {
+            Some((hidden, _)) => OutputKind::MaskedHead { hidden: *hidden },
+            None => OutputKind::AllPositionLogits,
+        },
         sequence: SequencePlan::Symbolic {
             symbol: onnx::SEQUENCE_SYMBOL.to_string(),
         },
         sections: vec![],
     };
-    let image = format::write(
-        manifest,
-        &[
-            (SectionKind::Tokenizer, &export.tokenizer_json),
-            (SectionKind::Graph, &graph.nnef),
-            (SectionKind::Config, &export.config.raw),
-        ],
-    )?;
+    let mut sections = vec![
+        (SectionKind::Tokenizer, export.tokenizer_json.as_slice()),
+        (SectionKind::Graph, graph.nnef.as_slice()),
+    ];
+    if let Some((_, head)) = &graph.head {
+        sections.push((SectionKind::Head, head.as_slice()));
+    }
+    sections.push((SectionKind::Config, export.config.raw.as_slice()));
+    let image = format::write(manifest, &sections)?;
     // Prove the file answers like the export before writing it anywhere.
     let check_max_abs_diff = graph.check_against(&image, &export)?;
     let tmp = out.with_extension("bertling.partial");

@@ -13,11 +13,15 @@ use super::Export;
 pub const SEQUENCE_SYMBOL: &str = "S";
 
 /// A sentence every supported tokenizer can encode; used to check the compiled graph.
-const PROBE_TEXT: &str = "The quick brown fox [MASK] over the lazy dog, twice.";
+/// Two masks: a head that mixed positions would disagree with the whole graph.
+const PROBE_TEXT: &str = "The quick brown [MASK] jumps over the lazy dog, [MASK] twice.";
 
 pub struct GraphBuild {
     pub inputs: Vec<InputKind>,
+    /// The graph (the encoder when the head was cut off).
     pub nnef: Vec<u8>,
+    /// The masked-LM head, cut to run at the mask positions only.
+    pub head: Option<(u32, Vec<u8>)>,
     /// The decluttered model, kept to check the written file against.
     typed: TypedModel,
 }
@@ -83,12 +87,31 @@ impl GraphBuild {
                  bertling needs a masked-LM export (optimum-cli export onnx --task fill-mask ...)"
             );
         }
-        let nnef = guarded("tract could not serialize the graph", || {
-            bertling::graph::write_graph(&typed)
-        })?;
+        let write = |m: &TypedModel| {
+            guarded("tract could not serialize the graph", || {
+                bertling::graph::write_graph(m)
+            })
+        };
+        let (nnef, head) = match super::split::split(&typed, &s) {
+            Ok(split) => {
+                let hidden = split
+                    .encoder
+                    .output_fact(0)?
+                    .shape
+                    .last()
+                    .and_then(|d| d.to_i64().ok());
+                let hidden = hidden.context("the encoder's hidden size is not a number")? as u32;
+                (write(&split.encoder)?, Some((hidden, write(&split.head)?)))
+            }
+            Err(e) => {
+                tracing::warn!("the vocabulary projection will run at every position: {e:#}");
+                (write(&typed)?, None)
+            }
+        };
         Ok(GraphBuild {
             inputs,
             nnef,
+            head,
             typed,
         })
     }
