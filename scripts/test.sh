@@ -9,6 +9,6 @@ bash models/setup-venv.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build -p bertling-tools
-export BERTLING_BIN="$PWD/target/debug/bertling"
+export BERTLING_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/bertling"
 cargo test --workspace
 .venv/bin/python -m pytest -q tests/python models/tests
