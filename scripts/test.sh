@@ -11,4 +11,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build -p bertling-tools
 export BERTLING_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/bertling"
 cargo test --workspace
+# firmware-host: the protocol crate and its firmware example build for a Cortex-M4F, no allocator.
+rustup target list --installed | grep -qx thumbv7em-none-eabihf || rustup target add thumbv7em-none-eabihf
+cargo build -p bertling-protocol --target thumbv7em-none-eabihf --lib --example firmware
+# firmware-host: a 30 s fuzz smoke run of the frame decoder, where cargo-fuzz is installed.
+if cargo fuzz --version >/dev/null 2>&1; then
+    (cd firmware-host/protocol && RUSTC_BOOTSTRAP=1 cargo fuzz run frame_decoder -s none -- -max_total_time=30)
+fi
 .venv/bin/python -m pytest -q tests/python models/tests

@@ -88,6 +88,8 @@ pub type Text = heapless::String<MAX_TEXT>;
 pub type Word = heapless::String<MAX_WORD>;
 
 /// What the firmware asks. The postcard tag of each variant is its position (0 = `Ping`).
+// Fixed-size by design: no allocator, so no boxing; a message lives on the stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Is the daemon there? Answered with [`Response::Pong`].
@@ -146,6 +148,8 @@ pub struct Info {
 }
 
 /// What the daemon answers. Every request gets exactly one response with its id.
+// Fixed-size by design: no allocator, so no boxing; a message lives on the stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// Answer to [`Request::Ping`].
