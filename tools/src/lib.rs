@@ -8,6 +8,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alloc_counter;
+pub mod bench;
+pub mod bench_onnx;
 pub mod compile;
 pub mod fill;
 pub mod inspect;

@@ -1,11 +1,16 @@
 //! `bertling`: compile Hugging Face ONNX exports into bertling model files and run them.
 
-use bertling_tools::{compile, fill, inspect, tokenize};
+use bertling_tools::{bench, bench_onnx, compile, fill, inspect, tokenize};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// Counts allocations for `bertling bench` (per-request allocations, heap growth).
+#[global_allocator]
+static ALLOC: bertling_tools::alloc_counter::CountingAlloc =
+    bertling_tools::alloc_counter::CountingAlloc;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +50,11 @@ enum Command {
         /// The text; omit to read JSON strings, one per line, from stdin.
         text: Option<String>,
     },
+    /// Measure latency (p50/p90), load time, time to first answer, peak RSS and heap use.
+    Bench(bench::BenchArgs),
+    /// Internal: the plain tract-onnx baseline worker of the benchmark harness.
+    #[command(hide = true)]
+    BenchOnnx(bench_onnx::BenchOnnxArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -70,6 +80,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fill(args) => fill::run(args),
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Tokenize { model, text } => tokenize::run(&model, text.as_deref()),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchOnnx(args) => bench_onnx::run(args),
     }
 }
 
