@@ -175,6 +175,22 @@ impl Model {
         &self.manifest
     }
 
+    /// The matrix-product kernels tract picked on this CPU for the planned graph(s), sorted and
+    /// deduplicated, e.g. `arm64simd_mmm_f32_8x8_gen` on a Cortex-A72 (`bertling info` prints
+    /// them; int8 models will list their integer kernels here too).
+    pub fn kernels(&self) -> Vec<String> {
+        use tract_core::ops::matmul::optimized::OptMatMul;
+        let mut names: Vec<String> = std::iter::once(&self.state)
+            .chain(self.head.as_ref())
+            .flat_map(|state| state.model().nodes.iter())
+            .filter_map(|node| node.op_as::<OptMatMul>())
+            .flat_map(|op| op.mmm.iter().map(|k| k.name().to_string()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
