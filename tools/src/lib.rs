@@ -10,8 +10,11 @@
 
 pub mod alloc_counter;
 pub mod bench;
+#[cfg(feature = "onnx")]
 pub mod bench_onnx;
+#[cfg(feature = "onnx")]
 pub mod compile;
 pub mod fill;
+pub mod info;
 pub mod inspect;
 pub mod tokenize;

@@ -1,5 +1,6 @@
 //! `bertling`: compile Hugging Face ONNX exports into bertling model files and run them.
 
+use bertling_tools::info;
 use bertling_tools::{bench, bench_onnx, compile, fill, inspect, tokenize};
 
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ enum Command {
         /// The text; omit to read JSON strings, one per line, from stdin.
         text: Option<String>,
     },
+    /// Show the CPU features tract's kernels depend on and, for a model, the kernels its plan uses.
+    Info(info::InfoArgs),
     /// Measure latency (p50/p90), load time, time to first answer, peak RSS and heap use.
     Bench(bench::BenchArgs),
     /// Internal: the plain tract-onnx baseline worker of the benchmark harness.
@@ -80,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fill(args) => fill::run(args),
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Tokenize { model, text } => tokenize::run(&model, text.as_deref()),
+        Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchOnnx(args) => bench_onnx::run(args),
     }
