@@ -15,6 +15,8 @@ if ! command -v cargo >/dev/null; then
 fi
 
 bash models/setup-venv.sh $dev
+# The Raspberry Pi cross build: rustup target, Debian cross gcc, qemu-user (scripts/aarch64-build.sh).
+bash scripts/aarch64-setup.sh
 cargo build --release -p bertling-tools
 bash scripts/default-model.sh target/release/bertling
 echo
