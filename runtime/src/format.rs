@@ -175,13 +175,24 @@ pub enum OutputKind {
 pub enum SectionKind {
     /// The Hugging Face `tokenizer.json`, verbatim.
     Tokenizer,
-    /// The tract graph as an NNEF tar archive (tensors 512-byte aligned inside it): the whole model,
-    /// or the encoder when the output kind is [`OutputKind::MaskedHead`].
+    /// The tract graph ([`crate::graph::StoredGraph`]: NNEF text and a tensor table): the whole
+    /// model, or the encoder when the output kind is [`OutputKind::MaskedHead`].
     Graph,
-    /// The masked-LM head as an NNEF tar archive, with [`OutputKind::MaskedHead`].
+    /// The masked-LM head, with [`OutputKind::MaskedHead`].
     Head,
+    /// The tensor store every graph's tensors live in, each distinct tensor once.
+    Tensors,
     /// The export's `config.json`, verbatim, for reference.
     Config,
+}
+
+/// One tensor of the `Tensors` section: NNEF tensor-file bytes (a 128-byte header, then the data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorBlob {
+    /// Offset from the start of the `Tensors` section; a multiple of [`ALIGN`].
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
 }
 
 /// Where a section lives in the file.
@@ -226,6 +237,8 @@ pub struct Manifest {
     pub output: OutputKind,
     /// Sequence-length handling.
     pub sequence: SequencePlan,
+    /// The tensor table of the `Tensors` section.
+    pub tensors: Vec<TensorBlob>,
     /// The section table.
     pub sections: Vec<Section>,
 }
@@ -468,6 +481,7 @@ pub mod tests_support {
             inputs: vec![InputKind::InputIds],
             output: OutputKind::AllPositionLogits,
             sequence: SequencePlan::Symbolic { symbol: "S".into() },
+            tensors: vec![],
             sections: vec![],
         }
     }

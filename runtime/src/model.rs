@@ -7,6 +7,7 @@ use tract_linalg::multithread::Executor;
 
 use crate::error::{Error, Result};
 use crate::format::{InputKind, Manifest, ModelFile, OutputKind, SectionKind};
+use crate::graph::GraphReader;
 use crate::predictions::{top_k_softmax, FillMask, MaskPrediction, MAX_MASKS, MAX_TOP_K};
 use crate::text::{clean_up_tokenization, substitute_mask, GENERIC_MASK};
 
@@ -118,8 +119,9 @@ impl Model {
             executor: (options.threads > 1).then(|| Executor::multithread(options.threads)),
             ..RunOptions::default()
         };
-        let plan = |kind| -> Result<(TypedModel, TypedSimpleState)> {
-            let graph = crate::graph::read_graph(section(kind)?).map_err(graph_err)?;
+        let mut reader = GraphReader::new(section(SectionKind::Tensors)?, &manifest.tensors);
+        let mut plan = |kind| -> Result<(TypedModel, TypedSimpleState)> {
+            let graph = reader.read_graph(section(kind)?).map_err(graph_err)?;
             let optimized = graph.clone().into_optimized().map_err(graph_err)?;
             let plan =
                 TypedSimplePlan::new_with_options(optimized, &run_options).map_err(graph_err)?;

@@ -39,6 +39,7 @@ pub fn compile(export_dir: &Path, out: &Path) -> Result<Compiled> {
             Some((hidden, _)) => OutputKind::MaskedHead { hidden: *hidden },
             None => OutputKind::AllPositionLogits,
         },
+        tensors: graph.tensor_table.clone(),
         sequence: SequencePlan::Symbolic {
             symbol: onnx::SEQUENCE_SYMBOL.to_string(),
         },
@@ -51,6 +52,7 @@ pub fn compile(export_dir: &Path, out: &Path) -> Result<Compiled> {
     if let Some((_, head)) = &graph.head {
         sections.push((SectionKind::Head, head.as_slice()));
     }
+    sections.push((SectionKind::Tensors, graph.tensors.as_slice()));
     sections.push((SectionKind::Config, export.config.raw.as_slice()));
     let image = format::write(manifest, &sections)?;
     // Prove the file answers like the export before writing it anywhere.

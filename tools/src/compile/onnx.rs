@@ -4,7 +4,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use anyhow::{anyhow, bail, Context, Result};
-use bertling::format::InputKind;
+use bertling::format::{InputKind, TensorBlob};
+use bertling::graph::TensorStoreWriter;
 use tract_onnx::prelude::*;
 
 use super::Export;
@@ -22,6 +23,9 @@ pub struct GraphBuild {
     pub nnef: Vec<u8>,
     /// The masked-LM head, cut to run at the mask positions only.
     pub head: Option<(u32, Vec<u8>)>,
+    /// The tensor store both graphs use, and its table.
+    pub tensors: Vec<u8>,
+    pub tensor_table: Vec<TensorBlob>,
     /// The decluttered model, kept to check the written file against.
     typed: TypedModel,
 }
@@ -87,9 +91,10 @@ impl GraphBuild {
                  bertling needs a masked-LM export (optimum-cli export onnx --task fill-mask ...)"
             );
         }
-        let write = |m: &TypedModel| {
+        let mut store = TensorStoreWriter::default();
+        let mut write = |m: &TypedModel| {
             guarded("tract could not serialize the graph", || {
-                bertling::graph::write_graph(m)
+                store.write_graph(m)
             })
         };
         let (nnef, head) = match super::split::split(&typed, &s) {
@@ -108,10 +113,13 @@ impl GraphBuild {
                 (write(&typed)?, None)
             }
         };
+        let (tensors, tensor_table) = store.finish();
         Ok(GraphBuild {
             inputs,
             nnef,
             head,
+            tensors,
+            tensor_table,
             typed,
         })
     }
