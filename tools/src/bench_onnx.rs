@@ -4,15 +4,16 @@
 //! protocol of [`crate::bench`] with inputs written by `bertling bench --write-inputs` (the same
 //! token ids every engine gets). A change of sequence length re-plans the graph, untimed.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::multithread::Executor;
 use tract_onnx::tract_core::internal::RunOptions;
 
 use crate::bench::{serve, BenchInput, BenchInputs, Engine};
+use crate::compile::{guarded, read_onnx};
+use bertling::format::InputKind;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchOnnxArgs {
@@ -26,26 +27,12 @@ pub struct BenchOnnxArgs {
     pub threads: usize,
 }
 
-#[derive(Clone, Copy)]
-enum Feed {
-    Ids,
-    Mask,
-    Types,
-}
-
 struct TractOnnx {
     model: InferenceModel,
-    feeds: Vec<Feed>,
+    feeds: Vec<InputKind>,
     threads: usize,
     state: Option<TypedSimpleState>,
     seq: usize,
-}
-
-fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(|e| anyhow!("{what}: {e:#}")),
-        Err(_) => bail!("{what}: tract panicked"),
-    }
 }
 
 impl TractOnnx {
@@ -55,29 +42,7 @@ impl TractOnnx {
         } else {
             path.to_path_buf()
         };
-        let mut model = guarded("cannot read the ONNX model", || {
-            tract_onnx::onnx()
-                .with_ignore_value_info(true)
-                .model_for_path(&path)
-        })?;
-        let mut feeds = vec![];
-        for outlet in model.input_outlets()?.to_vec() {
-            feeds.push(match model.node(outlet.node).name.as_str() {
-                "input_ids" => Feed::Ids,
-                "attention_mask" => Feed::Mask,
-                "token_type_ids" => Feed::Types,
-                other => bail!("unexpected ONNX input {other}"),
-            });
-        }
-        let outputs = model.output_outlets()?.to_vec();
-        if outputs.len() != 1 {
-            let logits = outputs
-                .iter()
-                .find(|o| model.node(o.node).name == "logits")
-                .copied()
-                .context("several outputs and none is named logits")?;
-            model.select_output_outlets(&[logits])?;
-        }
+        let (model, feeds) = read_onnx(&path)?;
         Ok(TractOnnx {
             model,
             feeds,
@@ -122,9 +87,9 @@ impl Engine for TractOnnx {
             .iter()
             .map(|f| {
                 let v: Vec<i64> = match f {
-                    Feed::Ids => input.ids.iter().map(|&t| t as i64).collect(),
-                    Feed::Mask => vec![1; n],
-                    Feed::Types => input.type_ids.iter().map(|&t| t as i64).collect(),
+                    InputKind::InputIds => input.ids.iter().map(|&t| t as i64).collect(),
+                    InputKind::AttentionMask => vec![1; n],
+                    InputKind::TokenTypeIds => input.type_ids.iter().map(|&t| t as i64).collect(),
                 };
                 Tensor::from_shape(&[1, n], &v).map(|t| t.into_tvalue())
             })

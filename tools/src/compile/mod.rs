@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use bertling::format::{self, Manifest, OutputKind, Precision, SectionKind, SequencePlan};
 
 pub use export::Export;
+pub use onnx::{guarded, read_onnx};
 
 /// What a compile produced, for the report.
 #[derive(Debug)]

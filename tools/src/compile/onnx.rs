@@ -2,6 +2,7 @@
 //! and check the result against the export.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bertling::format::{InputKind, TensorBlob};
@@ -30,8 +31,40 @@ pub struct GraphBuild {
     typed: TypedModel,
 }
 
+/// Reads an export's `model.onnx` with tract-onnx: its inputs (by their conventional names) and,
+/// when it has several outputs, only the one named `logits`.
+pub fn read_onnx(path: &Path) -> Result<(InferenceModel, Vec<InputKind>)> {
+    let mut model = guarded("model.onnx is not a readable ONNX model", || {
+        tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+    })?;
+    let mut inputs = vec![];
+    for outlet in model.input_outlets()?.to_vec() {
+        let name = model.node(outlet.node).name.clone();
+        let kind = InputKind::from_onnx_name(&name).with_context(|| {
+            format!("model.onnx has an input '{name}'; bertling feeds input_ids, attention_mask and token_type_ids only")
+        })?;
+        inputs.push(kind);
+    }
+    if !inputs.contains(&InputKind::InputIds) {
+        bail!("model.onnx has no input_ids input");
+    }
+    let outputs = model.output_outlets()?.to_vec();
+    if outputs.len() != 1 {
+        let logits = outputs
+            .iter()
+            .find(|o| model.node(o.node).name == "logits")
+            .copied()
+            .context("model.onnx has several outputs and none is named logits")?;
+        model.select_output_outlets(&[logits])?;
+    }
+
+    Ok((model, inputs))
+}
+
 /// tract may panic on graphs it does not expect; a user's file must get an error instead.
-fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
+pub fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r.map_err(|e| anyhow!("{what}: {e:#}")),
         Err(_) => bail!(
@@ -42,39 +75,12 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
 
 impl GraphBuild {
     pub fn from_export(export: &Export) -> Result<GraphBuild> {
-        let path = export.onnx_path.clone();
-        let mut model = guarded("model.onnx is not a readable ONNX model", || {
-            tract_onnx::onnx()
-                .with_ignore_value_info(true)
-                .model_for_path(&path)
-        })?;
-
-        let mut inputs = vec![];
-        for outlet in model.input_outlets()?.to_vec() {
-            let name = model.node(outlet.node).name.clone();
-            let kind = InputKind::from_onnx_name(&name).with_context(|| {
-                format!("model.onnx has an input '{name}'; bertling feeds input_ids, attention_mask and token_type_ids only")
-            })?;
-            inputs.push(kind);
-        }
-        if !inputs.contains(&InputKind::InputIds) {
-            bail!("model.onnx has no input_ids input");
-        }
+        let (mut model, inputs) = read_onnx(&export.onnx_path)?;
         let s = model.symbols.sym(SEQUENCE_SYMBOL);
         for ix in 0..inputs.len() {
             let fact = InferenceFact::dt_shape(i64::datum_type(), tvec![1.to_dim(), s.to_dim()]);
             model.set_input_fact(ix, fact)?;
         }
-        let outputs = model.output_outlets()?.to_vec();
-        if outputs.len() != 1 {
-            let logits = outputs
-                .iter()
-                .find(|o| model.node(o.node).name == "logits")
-                .copied()
-                .context("model.onnx has several outputs and none is named logits")?;
-            model.select_output_outlets(&[logits])?;
-        }
-
         let typed = guarded("tract could not type the ONNX graph", || {
             model.into_typed()?.into_decluttered()
         })?;
