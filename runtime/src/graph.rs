@@ -18,7 +18,7 @@ use tract_nnef::framework::Nnef;
 use tract_nnef::internal::*;
 use tract_onnx_opl::WithOnnx;
 
-use crate::format::TensorBlob;
+use crate::format::{InputKind, TensorBlob};
 
 /// The tract version this crate is built against; stored in every model file.
 pub const TRACT_VERSION: &str = "0.23.9";
@@ -38,6 +38,27 @@ pub fn bertling_registry() -> Registry {
     // one tensor input.
     reg.register_unit_element_wise("bertling_gelu_exact", &GeluExact {});
     reg
+}
+
+/// The graph inputs for one token sequence, in the graph's order: each an i64 tensor `[1, n]`
+/// (token ids, ones for the attention mask, or segment ids).
+pub fn input_tensors(
+    kinds: &[InputKind],
+    ids: &[u32],
+    type_ids: &[u32],
+) -> TractResult<TVec<TValue>> {
+    let n = ids.len();
+    kinds
+        .iter()
+        .map(|kind| {
+            let values: Vec<i64> = match kind {
+                InputKind::InputIds => ids.iter().map(|&t| t as i64).collect(),
+                InputKind::AttentionMask => vec![1; n],
+                InputKind::TokenTypeIds => type_ids.iter().map(|&t| t as i64).collect(),
+            };
+            Ok(Tensor::from_shape(&[1, n], &values)?.into_tvalue())
+        })
+        .collect()
 }
 
 /// A graph as stored in a `Graph` or `Head` section (postcard-encoded).

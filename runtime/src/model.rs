@@ -6,7 +6,7 @@ use tract_core::internal::*;
 use tract_linalg::multithread::Executor;
 
 use crate::error::{Error, Result};
-use crate::format::{InputKind, Manifest, ModelFile, OutputKind, SectionKind};
+use crate::format::{Manifest, ModelFile, OutputKind, SectionKind};
 use crate::graph::GraphReader;
 use crate::predictions::{top_k_softmax, FillMask, MaskPrediction, MAX_MASKS, MAX_TOP_K};
 use crate::text::{clean_up_tokenization, substitute_mask, GENERIC_MASK};
@@ -289,19 +289,7 @@ impl Model {
     /// Runs the graph(s) on the current ids and leaves the mask rows' logits in `self.logits`.
     fn forward(&mut self, n: usize, mask_id: u32) -> Result<()> {
         let infer = |e: TractError| Error::Inference(format!("{e:#}"));
-        let inputs: TVec<TValue> = self
-            .manifest
-            .inputs
-            .iter()
-            .map(|kind| {
-                let values: Vec<i64> = match kind {
-                    InputKind::InputIds => self.ids.iter().map(|&t| t as i64).collect(),
-                    InputKind::AttentionMask => vec![1; n],
-                    InputKind::TokenTypeIds => self.type_ids.iter().map(|&t| t as i64).collect(),
-                };
-                Tensor::from_shape(&[1, n], &values).map(|t| t.into_tvalue())
-            })
-            .collect::<TractResult<_>>()
+        let inputs = crate::graph::input_tensors(&self.manifest.inputs, &self.ids, &self.type_ids)
             .map_err(infer)?;
         let outputs = self.state.run(inputs).map_err(infer)?;
         let rows = outputs[0]

@@ -82,18 +82,7 @@ impl Engine for TractOnnx {
     fn run(&mut self, input: &BenchInput) -> Result<u32> {
         self.prepare(input.seq)?;
         let n = input.ids.len();
-        let inputs: TVec<TValue> = self
-            .feeds
-            .iter()
-            .map(|f| {
-                let v: Vec<i64> = match f {
-                    InputKind::InputIds => input.ids.iter().map(|&t| t as i64).collect(),
-                    InputKind::AttentionMask => vec![1; n],
-                    InputKind::TokenTypeIds => input.type_ids.iter().map(|&t| t as i64).collect(),
-                };
-                Tensor::from_shape(&[1, n], &v).map(|t| t.into_tvalue())
-            })
-            .collect::<TractResult<_>>()?;
+        let inputs = bertling::graph::input_tensors(&self.feeds, &input.ids, &input.type_ids)?;
         let state = self.state.as_mut().context("not prepared")?;
         let out = state.run(inputs)?;
         let logits = out[0]

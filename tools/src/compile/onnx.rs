@@ -138,29 +138,17 @@ impl GraphBuild {
         let answer = loaded
             .fill_mask(PROBE_TEXT, 1)
             .context("the compiled model cannot answer a probe sentence")?;
-        let ids: Vec<i64> = loaded.last_input_ids().iter().map(|&t| t as i64).collect();
-        let n = ids.len();
+        let ids = loaded.last_input_ids().to_vec();
         let reference = guarded("the export cannot run the probe sentence", || {
             let plan = self.typed.clone().into_optimized()?.into_runnable()?;
             let enc = export.tokenizer.encode(
                 PROBE_TEXT.replace("[MASK]", &export.special_tokens.mask.text),
                 true,
             );
-            let type_ids: Vec<i64> = enc
-                .map(|e| e.get_type_ids().iter().map(|&t| t as i64).collect())
-                .unwrap_or_else(|_| vec![0; n]);
-            let inputs = self
-                .inputs
-                .iter()
-                .map(|k| {
-                    let v = match k {
-                        InputKind::InputIds => ids.clone(),
-                        InputKind::AttentionMask => vec![1; n],
-                        InputKind::TokenTypeIds => type_ids.clone(),
-                    };
-                    Ok(Tensor::from_shape(&[1, n], &v)?.into_tvalue())
-                })
-                .collect::<TractResult<TVec<_>>>()?;
+            let type_ids = enc
+                .map(|e| e.get_type_ids().to_vec())
+                .unwrap_or_else(|_| vec![0; ids.len()]);
+            let inputs = bertling::graph::input_tensors(&self.inputs, &ids, &type_ids)?;
             Ok(plan.run(inputs)?.remove(0).into_tensor())
         })?;
         let reference = reference.try_as_plain_ram()?.as_slice::<f32>()?;
