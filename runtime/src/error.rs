@@ -62,6 +62,9 @@ pub enum Error {
     /// The forward pass failed.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A request's options are out of range or cannot apply to this model.
+    #[error("bad options: {0}")]
+    BadOptions(String),
     /// A mask or candidate index that the last request did not produce.
     #[error("no such prediction: {0}")]
     NoSuchPrediction(String),

@@ -15,11 +15,14 @@
 //!
 //! A runnable version is `cargo run -p bertling --example fill -- MODEL "TEXT"`.
 //!
+//! Text completion (whole-word suggestions while typing) is [`Model::complete`], in [`complete`].
+//!
 //! Modules: [`format`] (the file layout, a public contract), [`model`] (loading and requests),
 //! [`predictions`] (fixed-capacity results, softmax and top-k), [`text`] (mask spelling and
 //! decoding clean-up), [`graph`] (the tract NNEF dialect), [`architecture`] (the families).
 
 pub mod architecture;
+pub mod complete;
 pub mod error;
 pub mod format;
 pub mod graph;
@@ -28,6 +31,7 @@ pub mod predictions;
 pub mod text;
 
 pub use architecture::Architecture;
+pub use complete::{CompleteOptions, Completion, Suggestion, WordFilter, WordList};
 pub use error::{Error, Result};
 pub use model::{LoadOptions, Model};
 pub use predictions::{Candidate, FillMask, MaskPrediction, MAX_MASKS, MAX_TOP_K};

@@ -44,6 +44,8 @@ pub struct Model {
     type_ids: Vec<u32>,
     /// Mask-position logits of the last request, `masks x vocab` (capacity planned at load).
     logits: Vec<f32>,
+    /// The vocabulary as completion sees it (word starts, continuations, their spelling).
+    lexicon: crate::complete::Lexicon,
 }
 
 impl std::fmt::Debug for Model {
@@ -157,7 +159,9 @@ impl Model {
             })
             .collect();
         let max_tokens = manifest.max_tokens as usize;
+        let lexicon = crate::complete::Lexicon::new(&tokenizer);
         Ok(Model {
+            lexicon,
             text_buf: String::with_capacity(256),
             ids: Vec::with_capacity(max_tokens),
             type_ids: Vec::with_capacity(max_tokens),
@@ -343,6 +347,60 @@ impl Model {
     /// Token ids of the last request (special tokens included).
     pub fn last_input_ids(&self) -> &[u32] {
         &self.ids
+    }
+
+    /// Token type ids of the last request (as the tokenizer's template set them).
+    pub fn last_type_ids(&self) -> &[u32] {
+        &self.type_ids
+    }
+
+    /// Runs the model on token ids the caller built (special tokens included, `type_ids` as long
+    /// as `ids`) and keeps the logits of every mask position, text order, for
+    /// [`Model::last_logits`]. Text completion uses it to fill a word's pieces one at a time.
+    /// Errors, never panics, on bad lengths, unknown ids, no mask or too many masks.
+    pub fn forward_ids(&mut self, ids: &[u32], type_ids: &[u32]) -> Result<()> {
+        self.logits.clear();
+        let n = ids.len();
+        let max = self.manifest.max_tokens as usize;
+        if n > max {
+            return Err(Error::TooLong { tokens: n, max });
+        }
+        if type_ids.len() != n {
+            return Err(Error::Inference(format!(
+                "{n} token ids but {} type ids",
+                type_ids.len()
+            )));
+        }
+        if let Some(&bad) = ids.iter().find(|&&t| t >= self.manifest.vocab_size) {
+            return Err(Error::Inference(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.manifest.vocab_size
+            )));
+        }
+        let mask_id = self.manifest.special_tokens.mask.id;
+        let masks = ids.iter().filter(|&&t| t == mask_id).count();
+        if masks == 0 {
+            return Err(Error::NoMask {
+                generic: GENERIC_MASK,
+                model: self.mask_token().to_string(),
+            });
+        }
+        if masks > MAX_MASKS {
+            return Err(Error::TooManyMasks {
+                found: masks,
+                max: MAX_MASKS,
+            });
+        }
+        self.ids.clear();
+        self.ids.extend_from_slice(ids);
+        self.type_ids.clear();
+        self.type_ids.extend_from_slice(type_ids);
+        self.forward(n, mask_id)
+    }
+
+    /// The vocabulary as text completion classifies it ([`crate::complete`]).
+    pub fn lexicon(&self) -> &crate::complete::Lexicon {
+        &self.lexicon
     }
 
     /// The full mask-position logits of the last request, for mask number `mask` (text order).
