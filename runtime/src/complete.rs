@@ -319,12 +319,12 @@ pub struct CompleteOptions<'a> {
 }
 
 impl Default for CompleteOptions<'_> {
-    /// 5 suggestions, words of up to 3 pieces, at most 16 forward passes.
+    /// 5 suggestions, words of up to 2 pieces, at most 8 forward passes per request.
     fn default() -> Self {
         CompleteOptions {
             k: 5,
-            max_pieces: 3,
-            max_passes: 16,
+            max_pieces: 2,
+            max_passes: 8,
             words: WordFilter::Any,
             stop: None,
         }

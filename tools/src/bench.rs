@@ -58,6 +58,22 @@ pub struct BenchArgs {
     /// Only write the benchmark inputs (texts and their token ids, JSON) to this file and exit.
     #[arg(long, value_name = "FILE")]
     pub write_inputs: Option<PathBuf>,
+    /// Also measure text completion per keystroke: --completion-text typed one character at a
+    /// time, for words of up to 1, 2 and 3 pieces (one thread, in this process).
+    #[arg(long)]
+    pub completion: bool,
+    /// Only the completion measurement (implies --completion).
+    #[arg(long)]
+    pub completion_only: bool,
+    /// Forward-pass budget per keystroke for the completion measurement.
+    #[arg(long, default_value_t = 8)]
+    pub completion_passes: usize,
+    /// The text typed for the completion measurement.
+    #[arg(
+        long,
+        default_value = "Please insert your card and choose the amount you want to withdraw"
+    )]
+    pub completion_text: String,
     /// Internal: run as a worker (the protocol in the module docs) with these inputs.
     #[arg(long, hide = true, value_name = "INPUTS")]
     pub worker: Option<PathBuf>,
@@ -548,6 +564,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             })
         });
     }
+    if args.completion_only {
+        return bench_completion(&args);
+    }
     if args.seq.is_empty() || args.threads.is_empty() {
         bail!("--seq and --threads need at least one value each");
     }
@@ -577,6 +596,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                         "architecture": inputs.architecture, "warmup": args.warmup,
                         "growth_requests": args.growth, "results": results});
         println!("{}", serde_json::to_string_pretty(&v)?);
+        if args.completion {
+            bench_completion(&args)?;
+        }
         return Ok(());
     }
     println!(
@@ -613,6 +635,115 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 g["n"], g["net_bytes"], g["rss_before_kb"], g["rss_after_kb"]
             );
         }
+    }
+    if args.completion {
+        println!();
+        bench_completion(&args)?;
+    }
+    Ok(())
+}
+
+/// One completion configuration measured over every keystroke of the typed text.
+#[derive(Serialize)]
+struct CompletionResult {
+    max_pieces: usize,
+    max_passes: usize,
+    keystrokes: usize,
+    p50_ms: f64,
+    p90_ms: f64,
+    max_ms: f64,
+    passes_mean: f64,
+    passes_max: u32,
+    /// Keystrokes whose answer was proven the exact top k within the pass budget.
+    exact: usize,
+    allocs_per_keystroke: u64,
+}
+
+/// `--completion`: types `--completion-text` one character at a time (after up to two untimed
+/// rounds) and measures each keystroke's `Model::complete` (k = `--top-k`, at most
+/// `--completion-passes` forward passes, words of up to 1, 2 and 3 pieces).
+fn bench_completion(args: &BenchArgs) -> Result<()> {
+    use bertling::complete::CompleteOptions;
+
+    let mut model = Model::load(&args.model)?;
+    let text = &args.completion_text;
+    let prefixes: Vec<&str> = text
+        .char_indices()
+        .map(|(i, c)| &text[..i + c.len_utf8()])
+        .collect();
+    let mut results = vec![];
+    for max_pieces in 1..=3 {
+        let options = CompleteOptions {
+            k: args.top_k.clamp(1, bertling::complete::MAX_SUGGESTIONS),
+            max_pieces,
+            max_passes: args.completion_passes.max(max_pieces),
+            ..CompleteOptions::default()
+        };
+        let mut out = bertling::Completion::default();
+        for _ in 0..args.warmup.min(2) {
+            for p in &prefixes {
+                model.complete_into(p, &options, &mut out)?;
+            }
+        }
+        let (mut times, mut passes, mut allocs, mut exact) = (vec![], vec![], vec![], 0);
+        for p in &prefixes {
+            let c = Counts::global();
+            let t = Instant::now();
+            model.complete_into(p, &options, &mut out)?;
+            times.push(ms(t));
+            allocs.push(Counts::global().since(&c).calls());
+            passes.push(out.passes);
+            exact += usize::from(out.exact);
+        }
+        times.sort_by(f64::total_cmp);
+        results.push(CompletionResult {
+            max_pieces,
+            max_passes: options.max_passes,
+            keystrokes: prefixes.len(),
+            p50_ms: percentile(&times, 50.0),
+            p90_ms: percentile(&times, 90.0),
+            max_ms: times.last().copied().unwrap_or(f64::NAN),
+            passes_mean: passes.iter().map(|&p| p as f64).sum::<f64>() / passes.len().max(1) as f64,
+            passes_max: passes.iter().copied().max().unwrap_or(0),
+            exact,
+            allocs_per_keystroke: median_u64(&allocs),
+        });
+    }
+    if args.json {
+        let v = json!({"model": args.model.display().to_string(), "completion_text": text,
+                       "completion": results});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "completion, 1 thread: {:?} typed one character at a time ({} keystrokes), k = {}",
+        text,
+        prefixes.len(),
+        args.top_k
+    );
+    println!(
+        "{:>10} {:>10} {:>10} {:>10} {:>12} {:>11} {:>7} {:>12}",
+        "max pieces",
+        "p50 ms",
+        "p90 ms",
+        "max ms",
+        "passes mean",
+        "passes max",
+        "exact",
+        "allocs/key"
+    );
+    for r in &results {
+        println!(
+            "{:>10} {:>10.2} {:>10.2} {:>10.2} {:>12.2} {:>11} {:>7} {:>12}",
+            r.max_pieces,
+            r.p50_ms,
+            r.p90_ms,
+            r.max_ms,
+            r.passes_mean,
+            r.passes_max,
+            format!("{}/{}", r.exact, r.keystrokes),
+            r.allocs_per_keystroke
+        );
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod bench_onnx;
 #[cfg(feature = "onnx")]
 pub mod compile;
+pub mod complete;
 pub mod fill;
 pub mod info;
 pub mod inspect;

@@ -1,7 +1,7 @@
 //! `bertling`: compile Hugging Face ONNX exports into bertling model files and run them.
 
 use bertling_tools::info;
-use bertling_tools::{bench, bench_onnx, compile, fill, inspect, tokenize};
+use bertling_tools::{bench, bench_onnx, compile, complete, fill, inspect, tokenize};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +36,8 @@ enum Command {
     },
     /// Predict the masked words of a sentence, like Hugging Face's fill-mask pipeline.
     Fill(fill::FillArgs),
+    /// Suggest whole words for the end of a text: the word being typed, or the next one.
+    Complete(complete::CompleteArgs),
     /// Show a model file's manifest and sections.
     Inspect {
         /// The model file.
@@ -81,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Fill(args) => fill::run(args),
+        Command::Complete(args) => complete::run(args),
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Tokenize { model, text } => tokenize::run(&model, text.as_deref()),
         Command::Info(args) => info::run(args),

@@ -1,11 +1,12 @@
 //! `bertling-run`: the device build of the `bertling` command. It loads and runs model files
-//! (`fill`, `inspect`, `tokenize`, `info`) and holds no ONNX front end and no protobuf: build it
+//! (`fill`, `complete`, `inspect`, `tokenize`, `info`) and holds no ONNX front end and no
+//! protobuf: build it
 //! with `cargo build --release -p bertling-tools --no-default-features --bin bertling-run`
 //! (`scripts/aarch64-build.sh` does, for the Raspberry Pi). Compile models with the full
 //! `bertling` on another machine and copy the model file over; the Debian package installs this
 //! binary as `bertling`.
 
-use bertling_tools::{fill, info, inspect, tokenize};
+use bertling_tools::{complete, fill, info, inspect, tokenize};
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Command {
     },
     /// Predict the masked words of a sentence, like Hugging Face's fill-mask pipeline.
     Fill(fill::FillArgs),
+    /// Suggest whole words for the end of a text: the word being typed, or the next one.
+    Complete(complete::CompleteArgs),
     /// Show a model file's manifest and sections.
     Inspect {
         /// The model file.
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
              model file here"
         ),
         Command::Fill(args) => fill::run(args),
+        Command::Complete(args) => complete::run(args),
         Command::Inspect { model, json } => inspect::run(&model, json),
         Command::Tokenize { model, text } => tokenize::run(&model, text.as_deref()),
         Command::Info(args) => info::run(args),
