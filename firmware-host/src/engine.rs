@@ -1,13 +1,14 @@
 //! What answers requests: the [`Engine`] trait, and [`ModelEngine`], the bertling runtime behind
-//! it. Completion is wired here and only here: when the runtime gains `Model::complete`,
-//! [`ModelEngine::complete`] calls it and [`Engine::info`] reports `complete: true`.
+//! it. Completion is wired here and only here: [`ModelEngine::complete`] calls
+//! `bertling::Model::complete` with its default options (words of up to 2 pieces, at most 8
+//! forward passes per request) and [`Engine::info`] reports `complete: true`.
 
 use bertling_protocol::{ErrorCode, Info, Suggestion, Word, MAX_K, MAX_NAME, MAX_TEXT, VERSION};
 
 /// Up to [`MAX_K`] suggestions, best first.
 pub type Suggestions = heapless::Vec<Suggestion, MAX_K>;
 
-/// Something that answers fill-mask (and, one day, completion) requests. The daemon calls it
+/// Something that answers fill-mask and completion requests. The daemon calls it
 /// from one worker thread, one request at a time.
 pub trait Engine: Send {
     /// What this engine serves (for [`bertling_protocol::Request::Info`]).
@@ -54,7 +55,7 @@ impl Engine for ModelEngine {
             max_text: MAX_TEXT as u16,
             max_k: MAX_K as u8,
             fill_mask: true,
-            complete: false,
+            complete: true,
         }
     }
 
@@ -78,6 +79,30 @@ impl Engine for ModelEngine {
             let _ = out.push(Suggestion {
                 word,
                 probability: candidate.score,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whole words for the end of `text` (the word being typed, or the next word after a space),
+    /// best first, with `exp` of their score as the probability; see `bertling::complete`.
+    fn complete(&mut self, text: &str, k: usize) -> Result<Suggestions, ErrorCode> {
+        let options = bertling::CompleteOptions {
+            k: k.min(MAX_K),
+            ..Default::default()
+        };
+        let result = self.model.complete(text, &options).map_err(|e| {
+            let code = error_code(&e);
+            if code == ErrorCode::Internal {
+                tracing::error!("completion failed: {e}");
+            }
+            code
+        })?;
+        let mut out = Suggestions::new();
+        for s in result.suggestions.iter().take(MAX_K) {
+            let _ = out.push(Suggestion {
+                word: truncate::<{ bertling_protocol::MAX_WORD }>(&s.word),
+                probability: s.probability(),
             });
         }
         Ok(out)

@@ -98,5 +98,12 @@ fn terminal_mode_answers_lines() {
         assert!((0.0..=1.0).contains(&p));
     }
     assert_eq!(blocks[1], "error: the text holds no mask");
-    assert_eq!(blocks[2], "error: not supported by this daemon");
+    // `:complete hello` (k 2): two whole words starting with "hello".
+    assert_eq!(blocks[2].lines().count(), 2, "two completions: {text}");
+    for line in blocks[2].lines() {
+        let (word, probability) = line.split_once('\t').unwrap();
+        assert!(word.starts_with("hello"), "{word}");
+        let p: f32 = probability.parse().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+    }
 }

@@ -67,6 +67,16 @@ fn ten_thousand_mixed_requests_each_get_exactly_one_right_reply() {
     let replies = daemon.replies();
     let mut reference = ModelEngine::new(bertling::Model::load(common::model()).unwrap());
     let mut expected_words: HashMap<(usize, u8), Vec<(String, f32)>> = HashMap::new();
+    let expected_completion: Vec<(String, f32)> = reference
+        .complete("hello wor", 3)
+        .unwrap()
+        .iter()
+        .map(|w| (w.word.to_string(), w.probability))
+        .collect();
+    assert_eq!(expected_completion.len(), 3);
+    assert!(expected_completion
+        .iter()
+        .all(|(w, _)| w.starts_with("wor")));
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut sent: Vec<Sent> = vec![Sent::Ping]; // index = id; id 0 is never used
@@ -129,7 +139,7 @@ fn ten_thousand_mixed_requests_each_get_exactly_one_right_reply() {
                 (Sent::Ping, Response::Pong) => {}
                 (Sent::Info, Response::Info(info)) => {
                     assert_eq!(info.model, "distilbert");
-                    assert!(info.fill_mask && !info.complete);
+                    assert!(info.fill_mask && info.complete);
                 }
                 (Sent::BadK, Response::Error(ErrorCode::BadK)) => {}
                 (what, Response::Error(ErrorCode::Superseded)) if what.queued() => {
@@ -162,7 +172,13 @@ fn ten_thousand_mixed_requests_each_get_exactly_one_right_reply() {
                         }
                     }
                 }
-                (Sent::Complete, Response::Error(ErrorCode::Unsupported)) => {}
+                (Sent::Complete, Response::Suggestions(list)) => {
+                    let words: Vec<_> = list
+                        .iter()
+                        .map(|w| (w.word.to_string(), w.probability))
+                        .collect();
+                    assert_eq!(words, expected_completion, "request {id}");
+                }
                 (Sent::NoMask, Response::Error(ErrorCode::NoMask)) => {}
                 (Sent::TwoMasks, Response::Error(ErrorCode::TooManyMasks)) => {}
                 (Sent::Fill(s, k), Response::Suggestions(list)) => {

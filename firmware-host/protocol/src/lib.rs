@@ -104,8 +104,9 @@ pub enum Request {
         /// How many suggestions.
         k: u8,
     },
-    /// Suggest continuations of `text` (the words a person is typing). Not served by the daemon
-    /// yet: answered with [`ErrorCode::Unsupported`].
+    /// Suggest whole words for the end of `text` (the word a person is typing, or the next word
+    /// after a space); answered with up to `k` [`Suggestion`]s (an engine without completion
+    /// answers [`ErrorCode::Unsupported`]).
     Complete {
         /// The text typed so far.
         text: Text,
@@ -190,7 +191,8 @@ pub enum ErrorCode {
     TooManyMasks,
     /// 8: the text is longer than the model's positions.
     TextTooLong,
-    /// 9: the daemon does not serve this request (yet): [`Request::Complete`].
+    /// 9: the daemon does not serve this request ([`Request::Complete`] with an engine that
+    /// cannot complete text).
     Unsupported,
     /// 10: the daemon's queue is full; try again.
     Busy,
