@@ -64,8 +64,8 @@ fn reference(arch: &str) -> Reference {
 }
 
 /// Checks one family; returns (cases, cases whose default-budget answer was exact, passes of the
-/// default budget summed).
-fn check_arch(arch: &str) -> (usize, usize, u32) {
+/// default budget summed, passes the proofs took summed, the most one proof took).
+fn check_arch(arch: &str) -> (usize, usize, u32, u32, u32) {
     let refs = reference(arch);
     assert_eq!(refs.architecture, arch);
     let mut model = load(arch);
@@ -82,6 +82,8 @@ fn check_arch(arch: &str) -> (usize, usize, u32) {
         "{arch}: word-start and continuation pieces (Rust vs the Python vocabulary walk)"
     );
     let (mut exact_default, mut passes_default) = (0, 0);
+    let (mut passes_exact, mut passes_exact_max) = (0, 0);
+    let mut inexact_but_equal = 0;
     for case in &refs.cases {
         let list =
             |words: &Option<Vec<String>>| words.as_ref().map(|w| model.word_list(w).unwrap());
@@ -109,6 +111,8 @@ fn check_arch(arch: &str) -> (usize, usize, u32) {
             "{ctx}: not proven exact in {} passes",
             got.passes
         );
+        passes_exact += got.passes;
+        passes_exact_max = passes_exact_max.max(got.passes);
         assert_eq!(got.prefix.as_str(), case.prefix, "{ctx}: prefix");
         assert_eq!(got.prefix_start, case.prefix_start, "{ctx}: prefix start");
         let words: Vec<&str> = got.suggestions.iter().map(|s| s.word.as_str()).collect();
@@ -137,18 +141,31 @@ fn check_arch(arch: &str) -> (usize, usize, u32) {
         if quick.exact {
             exact_default += 1;
             assert_eq!(quick.suggestions, got.suggestions, "{ctx}: default budget");
+        } else if quick.suggestions == got.suggestions {
+            inexact_but_equal += 1;
         }
     }
-    (refs.cases.len(), exact_default, passes_default)
+    eprintln!(
+        "{arch}: {inexact_but_equal} default-budget answers not proven exact were the exact answer anyway"
+    );
+    (
+        refs.cases.len(),
+        exact_default,
+        passes_default,
+        passes_exact,
+        passes_exact_max,
+    )
 }
 
 #[test]
 fn completion_matches_the_pytorch_brute_force() {
     let mut total = 0;
     for arch in ARCHS {
-        let (cases, exact, passes) = check_arch(arch);
+        let (cases, exact, passes, proof, proof_max) = check_arch(arch);
         eprintln!(
-            "{arch}: {cases} prefixes top-5 identical; default budget exact on {exact}, {:.1} passes per request",
+            "{arch}: {cases} prefixes top-5 identical (proofs took {:.1} passes, at most \
+             {proof_max}); the default budget of 8 was exact on {exact}, {:.1} passes per request",
+            proof as f64 / cases as f64,
             passes as f64 / cases as f64
         );
         total += cases;
@@ -265,6 +282,7 @@ fn bad_options_are_errors() {
             ..Default::default()
         },
         CompleteOptions {
+            max_pieces: 3,
             max_passes: 2,
             ..Default::default()
         },
@@ -336,4 +354,47 @@ fn word_lists_restrict_bias_and_stop() {
         .iter()
         .all(|s| s.word != plain.suggestions[0].word));
     assert_eq!(c.suggestions[0].word, plain.suggestions[1].word);
+}
+
+#[test]
+fn the_command_line_prints_what_the_api_answers() {
+    let model_path = bertling_tests::compiled("roberta");
+    let mut model = load("roberta");
+    let text = "Please insert your ca";
+    let want = model.complete(text, &CompleteOptions::default()).unwrap();
+    let out = std::process::Command::new(bertling_tests::bertling_bin())
+        .arg("complete")
+        .arg(&model_path)
+        .arg(text)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let words: Vec<&str> = got["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["word"].as_str().unwrap())
+        .collect();
+    let want_words: Vec<&str> = want.suggestions.iter().map(|s| s.word.as_str()).collect();
+    assert_eq!(words, want_words);
+    assert_eq!(got["prefix"], "ca");
+    assert_eq!(
+        got["suggestions"][0]["text"],
+        format!("Please insert your {}", words[0])
+    );
+    let bad = std::process::Command::new(bertling_tests::bertling_bin())
+        .arg("complete")
+        .arg(&model_path)
+        .arg(text)
+        .args(["-k", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("top-k must be between 1 and 16"));
 }
