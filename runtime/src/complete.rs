@@ -26,7 +26,8 @@
 //! out of candidates that could beat it, and none were dropped from a full [`FRONTIER`]).
 //!
 //! Checked against an exhaustive PyTorch brute force (`models/bertling_models/completion.py`) on
-//! all four tokenizer families; see `docs/completion.md`.
+//! all four tokenizer families; see `docs/completion.md`. A runnable version is
+//! `cargo run -p bertling --example complete -- MODEL "Please insert your ca"`.
 
 use heapless::{String as HString, Vec as HVec};
 use tokenizers::models::ModelWrapper;
