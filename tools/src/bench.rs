@@ -592,13 +592,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let results = results?;
     let file_bytes = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
     if args.json {
-        let v = json!({"model": args.model.display().to_string(), "file_bytes": file_bytes,
+        let mut v = json!({"model": args.model.display().to_string(), "file_bytes": file_bytes,
                         "architecture": inputs.architecture, "warmup": args.warmup,
                         "growth_requests": args.growth, "results": results});
-        println!("{}", serde_json::to_string_pretty(&v)?);
         if args.completion {
-            bench_completion(&args)?;
+            v["completion"] = serde_json::to_value(measure_completion(&args)?)?;
         }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!(
@@ -662,7 +662,7 @@ struct CompletionResult {
 /// `--completion`: types `--completion-text` one character at a time (after up to two untimed
 /// rounds) and measures each keystroke's `Model::complete` (k = `--top-k`, at most
 /// `--completion-passes` forward passes, words of up to 1, 2 and 3 pieces).
-fn bench_completion(args: &BenchArgs) -> Result<()> {
+fn measure_completion(args: &BenchArgs) -> Result<Vec<CompletionResult>> {
     use bertling::complete::CompleteOptions;
 
     let mut model = Model::load(&args.model)?;
@@ -672,6 +672,9 @@ fn bench_completion(args: &BenchArgs) -> Result<()> {
         .map(|(i, c)| &text[..i + c.len_utf8()])
         .collect();
     let mut results = vec![];
+    if prefixes.is_empty() {
+        bail!("--completion-text is empty");
+    }
     for max_pieces in 1..=3 {
         let options = CompleteOptions {
             k: args.top_k.clamp(1, bertling::complete::MAX_SUGGESTIONS),
@@ -709,17 +712,23 @@ fn bench_completion(args: &BenchArgs) -> Result<()> {
             allocs_per_keystroke: median_u64(&allocs),
         });
     }
+    Ok(results)
+}
+
+/// `--completion` / `--completion-only`: measures and prints (JSON with `--json`).
+fn bench_completion(args: &BenchArgs) -> Result<()> {
+    let results = measure_completion(args)?;
+    let text = &args.completion_text;
     if args.json {
         let v = json!({"model": args.model.display().to_string(), "completion_text": text,
                        "completion": results});
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    let keystrokes = results.first().map_or(0, |r| r.keystrokes);
     println!(
         "completion, 1 thread: {:?} typed one character at a time ({} keystrokes), k = {}",
-        text,
-        prefixes.len(),
-        args.top_k
+        text, keystrokes, args.top_k
     );
     println!(
         "{:>10} {:>10} {:>10} {:>10} {:>12} {:>11} {:>7} {:>12}",
