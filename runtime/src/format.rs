@@ -29,7 +29,12 @@ use crate::architecture::Architecture;
 /// The eight bytes every bertling model file starts with.
 pub const MAGIC: [u8; 8] = *b"BERTLNG\0";
 /// The format version this crate writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 added [`Precision::Int8`]; a version 1 file has the same layout and manifest and still
+/// loads.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this crate reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 64;
 /// Alignment of every section's start, in bytes.
@@ -57,8 +62,8 @@ pub enum FormatError {
         /// Bytes beyond the declared length.
         extra: u64,
     },
-    /// The file was written by a newer bertling.
-    #[error("model file format version {found} is not supported: this bertling reads version {supported}; recompile the model or upgrade bertling")]
+    /// The file was written by a newer bertling (or claims a version that never existed).
+    #[error("model file format version {found} is not supported: this bertling reads versions 1 to {supported}; recompile the model or upgrade bertling")]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
@@ -81,12 +86,17 @@ pub enum FormatError {
 pub enum Precision {
     /// 32-bit floating point weights and activations.
     F32,
+    /// Matrix products with 8-bit integer weights (per output channel) and activations (per row,
+    /// quantized at run time), i32 accumulation; embedding tables as 8-bit rows. Added in format
+    /// version 2.
+    Int8,
 }
 
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Precision::F32 => f.write_str("fp32"),
+            Precision::Int8 => f.write_str("int8"),
         }
     }
 }
@@ -347,7 +357,7 @@ impl<'a> ModelFile<'a> {
             });
         }
         let version = u32_at(h, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -552,19 +562,32 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused_with_a_clear_error() {
+        for version in [0, 3, u32::MAX] {
+            let mut bytes = sample();
+            bytes[8..12].copy_from_slice(&version.to_le_bytes());
+            let c = crc(&bytes[..60]);
+            bytes[60..64].copy_from_slice(&c.to_le_bytes());
+            let err = ModelFile::parse(&bytes).unwrap_err();
+            assert_eq!(
+                err,
+                FormatError::UnsupportedVersion {
+                    found: version,
+                    supported: 2
+                }
+            );
+            assert!(err.to_string().contains(&format!("version {version}")));
+        }
+    }
+
+    #[test]
+    fn version_1_files_still_load() {
+        // A version 1 file is a version 2 file that cannot say Int8: same header, same manifest.
         let mut bytes = sample();
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
         let c = crc(&bytes[..60]);
         bytes[60..64].copy_from_slice(&c.to_le_bytes());
-        let err = ModelFile::parse(&bytes).unwrap_err();
-        assert_eq!(
-            err,
-            FormatError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            }
-        );
-        assert!(err.to_string().contains("version 2"));
+        let file = ModelFile::parse(&bytes).unwrap();
+        assert_eq!(file.manifest.precision, Precision::F32);
     }
 
     #[test]

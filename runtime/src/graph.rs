@@ -7,7 +7,8 @@
 //!
 //! Graphs use tract's core operators, tract's ONNX extensions, and one registry of our own,
 //! `bertling`, for the operators tract's decluttering produces but tract 0.23's NNEF cannot write
-//! (today: the exact, erf-based GELU that every BERT-family export contains).
+//! (the exact, erf-based GELU that every BERT-family export contains) and the i8 x i8 -> i32 matrix
+//! product of int8 graphs ([`crate::int8`]).
 
 use std::collections::HashMap;
 
@@ -37,6 +38,7 @@ pub fn bertling_registry() -> Registry {
     // GeluExact is a zero-sized element-wise op: tract looks such ops up by type, and they take
     // one tensor input.
     reg.register_unit_element_wise("bertling_gelu_exact", &GeluExact {});
+    crate::int8::register(&mut reg);
     reg
 }
 

@@ -26,8 +26,10 @@ pub mod complete;
 pub mod error;
 pub mod format;
 pub mod graph;
+pub mod int8;
 pub mod model;
 pub mod predictions;
+pub mod profile;
 pub mod text;
 
 pub use architecture::Architecture;

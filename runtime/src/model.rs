@@ -44,6 +44,8 @@ pub struct Model {
     type_ids: Vec<u32>,
     /// Mask-position logits of the last request, `masks x vocab` (capacity planned at load).
     logits: Vec<f32>,
+    /// Per-node times of the request being profiled ([`Model::profile`]); `None` otherwise.
+    profiler: Option<Vec<crate::profile::NodeTime>>,
     /// The vocabulary as completion sees it (word starts, continuations, their spelling).
     lexicon: crate::complete::Lexicon,
 }
@@ -162,6 +164,7 @@ impl Model {
         let lexicon = crate::complete::Lexicon::new(&tokenizer);
         Ok(Model {
             lexicon,
+            profiler: None,
             text_buf: String::with_capacity(256),
             ids: Vec::with_capacity(max_tokens),
             type_ids: Vec::with_capacity(max_tokens),
@@ -176,14 +179,41 @@ impl Model {
         })
     }
 
+    /// Answers `text` like [`Model::fill_mask`] and returns how long each planned node took
+    /// (encoder, then head). Profiling costs a little time per node; for latency use
+    /// [`Model::fill_mask_into`].
+    pub fn profile(&mut self, text: &str, k: usize) -> Result<Vec<crate::profile::NodeTime>> {
+        self.profiler = Some(vec![]);
+        let r = self.fill_mask(text, k);
+        let times = self.profiler.take().unwrap_or_default();
+        r.map(|_| times)
+    }
+
+    /// Planned nodes that compute from the weights alone on every request (see
+    /// [`crate::profile::weight_only_nodes`]); empty for a well-compiled model.
+    pub fn weight_only_nodes(&self) -> Vec<String> {
+        std::iter::once(&self.state)
+            .chain(self.head.as_ref())
+            .flat_map(|state| crate::profile::weight_only_nodes(state.model()))
+            .collect()
+    }
+
+    /// The planned matrix products, one line each (see [`crate::profile::matmul_lines`]).
+    pub fn matmul_lines(&self) -> Vec<String> {
+        std::iter::once(&self.state)
+            .chain(self.head.as_ref())
+            .flat_map(|state| crate::profile::matmul_lines(state.model()))
+            .collect()
+    }
+
     /// The model's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
-    /// The matrix-product kernels tract picked on this CPU for the planned graph(s), sorted and
-    /// deduplicated, e.g. `arm64simd_mmm_f32_8x8_gen` on a Cortex-A72 (`bertling info` prints
-    /// them; int8 models will list their integer kernels here too).
+    /// The matrix-product kernels the planned graph(s) use on this CPU, sorted and deduplicated:
+    /// tract's (e.g. `arm64simd_mmm_f32_8x8_gen` on a Cortex-A72) and, for int8 models, bertling's
+    /// own int8 kernel (`bertling_i8_avx2`, `bertling_i8_neon`, ...). `bertling info` prints them.
     pub fn kernels(&self) -> Vec<String> {
         use tract_core::ops::matmul::optimized::OptMatMul;
         let mut names: Vec<String> = std::iter::once(&self.state)
@@ -192,6 +222,13 @@ impl Model {
             .filter_map(|node| node.op_as::<OptMatMul>())
             .flat_map(|op| op.mmm.iter().map(|k| k.name().to_string()))
             .collect();
+        let int8 = std::iter::once(&self.state)
+            .chain(self.head.as_ref())
+            .flat_map(|state| state.model().nodes.iter())
+            .any(|node| node.op_is::<crate::int8::Int8Linear>());
+        if int8 {
+            names.push(crate::int8::kernel::kernel_name().to_string());
+        }
         names.sort();
         names.dedup();
         names
@@ -295,7 +332,9 @@ impl Model {
         let infer = |e: TractError| Error::Inference(format!("{e:#}"));
         let inputs = crate::graph::input_tensors(&self.manifest.inputs, &self.ids, &self.type_ids)
             .map_err(infer)?;
-        let outputs = self.state.run(inputs).map_err(infer)?;
+        let outputs =
+            crate::profile::run(&mut self.state, inputs, "encoder", self.profiler.as_mut())
+                .map_err(infer)?;
         let rows = outputs[0]
             .try_as_plain_ram()
             .and_then(|v| v.as_slice::<f32>())
@@ -328,7 +367,13 @@ impl Model {
         let rank = self.head_input_shape.len();
         self.head_input_shape[rank - 2] = m;
         let hidden = Tensor::from_shape(&self.head_input_shape, &self.hidden).map_err(infer)?;
-        let outputs = head.run(tvec![hidden.into_tvalue()]).map_err(infer)?;
+        let outputs = crate::profile::run(
+            head,
+            tvec![hidden.into_tvalue()],
+            "head",
+            self.profiler.as_mut(),
+        )
+        .map_err(infer)?;
         let logits = outputs[0]
             .try_as_plain_ram()
             .and_then(|v| v.as_slice::<f32>())

@@ -14,6 +14,7 @@ def compiled_models(tmp_path_factory) -> dict[str, Path]:
     models = {}
     for arch in ARCHS:
         path = out / f"{arch}.bertling"
-        run_bertling("compile", str(ROOT / "models" / "fixtures" / arch), "-o", str(path))
+        run_bertling("compile", str(ROOT / "models" / "fixtures" / arch), "-o", str(path),
+                     "--precision", "fp32")
         models[arch] = path
     return models

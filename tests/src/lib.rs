@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use bertling::format::Precision;
 use serde::Deserialize;
 
 /// The four tiny fixture families, by folder name under `models/fixtures/`.
@@ -31,14 +32,25 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 static COMPILE_LOCK: Mutex<()> = Mutex::new(());
 
-/// The fixture compiled into a model file (once per test process).
+/// The fixture compiled into an fp32 model file (once per test process): the export's numbers,
+/// for parity with PyTorch and onnxruntime.
 pub fn compiled(arch: &str) -> PathBuf {
+    compiled_as(arch, Precision::F32)
+}
+
+/// The fixture compiled with the default precision, int8 (once per test process).
+pub fn compiled_int8(arch: &str) -> PathBuf {
+    compiled_as(arch, Precision::Int8)
+}
+
+fn compiled_as(arch: &str, precision: Precision) -> PathBuf {
     let _guard = COMPILE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out =
-        scratch_dir(&format!("compiled-{}", std::process::id())).join(format!("{arch}.bertling"));
+    let out = scratch_dir(&format!("compiled-{}", std::process::id()))
+        .join(format!("{arch}.{precision}.bertling"));
     if !out.exists() {
-        bertling_tools::compile::compile(&fixture_dir(arch), &out)
-            .unwrap_or_else(|e| panic!("compiling the {arch} fixture: {e:#}"));
+        let options = bertling_tools::compile::Options { precision };
+        bertling_tools::compile::compile_with(&fixture_dir(arch), &out, &options)
+            .unwrap_or_else(|e| panic!("compiling the {arch} fixture ({precision}): {e:#}"));
     }
     out
 }

@@ -70,6 +70,7 @@ fn compile_fill_inspect() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["architecture"], "roberta");
+    assert_eq!(v["precision"], "int8", "int8 is the default: {v}");
     assert_eq!(v["mask_token"]["text"], "<mask>");
     // Tokenizer, encoder, head (the vocabulary projection cut to the masks), tensors, config.
     let kinds: Vec<&str> = v["sections"]

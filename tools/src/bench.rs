@@ -74,6 +74,10 @@ pub struct BenchArgs {
         default_value = "Please insert your card and choose the amount you want to withdraw"
     )]
     pub completion_text: String,
+    /// Print the time per operator type instead (one thread, in this process), and the planned
+    /// nodes that compute from weights alone.
+    #[arg(long)]
+    pub profile: bool,
     /// Internal: run as a worker (the protocol in the module docs) with these inputs.
     #[arg(long, hide = true, value_name = "INPUTS")]
     pub worker: Option<PathBuf>,
@@ -566,6 +570,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.completion_only {
         return bench_completion(&args);
+    }
+    if args.profile {
+        return crate::profile::run(&args.model, &args.seq, args.runs, args.warmup);
     }
     if args.seq.is_empty() || args.threads.is_empty() {
         bail!("--seq and --threads need at least one value each");

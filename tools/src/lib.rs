@@ -18,4 +18,5 @@ pub mod complete;
 pub mod fill;
 pub mod info;
 pub mod inspect;
+pub mod profile;
 pub mod tokenize;

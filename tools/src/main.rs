@@ -33,6 +33,10 @@ enum Command {
         /// The model file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Weight precision: int8 (matrix products and word embeddings in 8-bit integers; about a
+        /// quarter of the size, faster) or fp32 (the export's numbers exactly).
+        #[arg(long, default_value = "int8", value_parser = compile::parse_precision)]
+        precision: bertling::format::Precision,
     },
     /// Predict the masked words of a sentence, like Hugging Face's fill-mask pipeline.
     Fill(fill::FillArgs),
@@ -64,11 +68,21 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Compile { export_dir, output } => {
-            let c = compile::compile(&export_dir, &output)?;
+        Command::Compile {
+            export_dir,
+            output,
+            precision,
+        } => {
+            let c = compile::compile_with(&export_dir, &output, &compile::Options { precision })?;
             let m = &c.manifest;
+            if precision == bertling::format::Precision::Int8 {
+                println!(
+                    "int8: {} matrix products and {} embedding tables quantized, {} matrix products kept in fp32",
+                    c.quantized.matmuls, c.quantized.embeddings, c.quantized.matmuls_kept
+                );
+            }
             println!(
-                "compiled {} ({}, {} layers, hidden {}, vocab {}, up to {} tokens, {}) -> {} ({:.1} MB); check: max |logit diff| {:.2e}",
+                "compiled {} ({}, {} layers, hidden {}, vocab {}, up to {} tokens, {}) -> {} ({:.1} MB); check on a probe: max |logit diff| {:.2e}, cosine {:.6}",
                 export_dir.display(),
                 m.architecture,
                 m.num_layers,
@@ -78,7 +92,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 m.precision,
                 output.display(),
                 c.bytes as f64 / 1e6,
-                c.check_max_abs_diff
+                c.check.max_abs_diff,
+                c.check.min_cosine
             );
             Ok(())
         }

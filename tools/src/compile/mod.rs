@@ -2,6 +2,7 @@
 
 mod export;
 mod onnx;
+pub mod quantize;
 pub mod split;
 
 use std::path::Path;
@@ -10,25 +11,59 @@ use anyhow::{Context, Result};
 use bertling::format::{self, Manifest, OutputKind, Precision, SectionKind, SequencePlan};
 
 pub use export::Export;
-pub use onnx::{guarded, read_onnx};
+pub use onnx::{cosine, guarded, read_onnx, Check};
+pub use quantize::QuantizeReport;
+
+/// How to compile.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Weight precision of the written file.
+    pub precision: Precision,
+}
+
+impl Default for Options {
+    /// int8: the smaller, faster file; `Precision::F32` keeps the export's numbers exactly.
+    fn default() -> Options {
+        Options {
+            precision: Precision::Int8,
+        }
+    }
+}
+
+/// Parses a `--precision` value: `fp32` or `int8`.
+pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "fp32" | "f32" => Ok(Precision::F32),
+        "int8" | "i8" => Ok(Precision::Int8),
+        _ => Err(format!("unknown precision '{s}': use fp32 or int8")),
+    }
+}
 
 /// What a compile produced, for the report.
 #[derive(Debug)]
 pub struct Compiled {
     pub manifest: Manifest,
     pub bytes: usize,
-    pub check_max_abs_diff: f32,
+    /// The written file against the export, on a probe sentence.
+    pub check: Check,
+    /// What int8 quantization did (all zero for fp32).
+    pub quantized: QuantizeReport,
+}
+
+/// Compiles `export_dir` into the model file `out` with the default [`Options`] (int8).
+pub fn compile(export_dir: &Path, out: &Path) -> Result<Compiled> {
+    compile_with(export_dir, out, &Options::default())
 }
 
 /// Compiles `export_dir` into the model file `out`.
-pub fn compile(export_dir: &Path, out: &Path) -> Result<Compiled> {
+pub fn compile_with(export_dir: &Path, out: &Path, options: &Options) -> Result<Compiled> {
     let export = Export::read(export_dir)?;
-    let graph = onnx::GraphBuild::from_export(&export)?;
+    let graph = onnx::GraphBuild::from_export(&export, options.precision)?;
     let manifest = Manifest {
         bertling_version: env!("CARGO_PKG_VERSION").to_string(),
         tract_version: bertling::graph::TRACT_VERSION.to_string(),
         architecture: export.config.architecture,
-        precision: Precision::F32,
+        precision: options.precision,
         vocab_size: export.config.vocab_size,
         max_tokens: export.config.max_tokens(),
         hidden_size: export.config.hidden_size,
@@ -57,7 +92,7 @@ pub fn compile(export_dir: &Path, out: &Path) -> Result<Compiled> {
     sections.push((SectionKind::Config, export.config.raw.as_slice()));
     let image = format::write(manifest, &sections)?;
     // Prove the file answers like the export before writing it anywhere.
-    let check_max_abs_diff = graph.check_against(&image, &export)?;
+    let check = graph.check_against(&image, &export, options.precision)?;
     let tmp = out.with_extension("bertling.partial");
     std::fs::write(&tmp, &image).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
@@ -65,6 +100,7 @@ pub fn compile(export_dir: &Path, out: &Path) -> Result<Compiled> {
     Ok(Compiled {
         manifest,
         bytes: image.len(),
-        check_max_abs_diff,
+        check,
+        quantized: graph.quantized,
     })
 }

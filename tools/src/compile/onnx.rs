@@ -5,10 +5,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bertling::format::{InputKind, TensorBlob};
+use bertling::format::{InputKind, Precision, TensorBlob};
 use bertling::graph::TensorStoreWriter;
 use tract_onnx::prelude::*;
 
+use super::quantize::{quantize, QuantizeReport};
 use super::Export;
 
 /// The name of the symbolic sequence length in stored graphs.
@@ -27,8 +28,19 @@ pub struct GraphBuild {
     /// The tensor store both graphs use, and its table.
     pub tensors: Vec<u8>,
     pub tensor_table: Vec<TensorBlob>,
+    /// What int8 quantization did (all zero for fp32).
+    pub quantized: QuantizeReport,
     /// The decluttered model, kept to check the written file against.
     typed: TypedModel,
+}
+
+/// How a compiled graph compares with the export on the probe sentence.
+#[derive(Debug, Clone, Copy)]
+pub struct Check {
+    /// Largest absolute difference of a mask-position logit.
+    pub max_abs_diff: f32,
+    /// Smallest cosine similarity of a mask position's logits.
+    pub min_cosine: f32,
 }
 
 /// Reads an export's `model.onnx` with tract-onnx: its inputs (by their conventional names) and,
@@ -74,7 +86,7 @@ pub fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
 }
 
 impl GraphBuild {
-    pub fn from_export(export: &Export) -> Result<GraphBuild> {
+    pub fn from_export(export: &Export, precision: Precision) -> Result<GraphBuild> {
         let (mut model, inputs) = read_onnx(&export.onnx_path)?;
         let s = model.symbols.sym(SEQUENCE_SYMBOL);
         for ix in 0..inputs.len() {
@@ -98,9 +110,18 @@ impl GraphBuild {
             );
         }
         let mut store = TensorStoreWriter::default();
-        let mut write = |m: &TypedModel| {
+        let mut quantized = QuantizeReport::default();
+        let mut write = |m: &TypedModel| -> Result<Vec<u8>> {
+            let m = match precision {
+                Precision::F32 => m.clone(),
+                Precision::Int8 => {
+                    let (q, report) = quantize(m).context("quantizing the graph to int8")?;
+                    quantized += report;
+                    q
+                }
+            };
             guarded("tract could not serialize the graph", || {
-                store.write_graph(m)
+                store.write_graph(&m)
             })
         };
         let (nnef, head) = match super::split::split(&typed, &s) {
@@ -126,13 +147,21 @@ impl GraphBuild {
             head,
             tensors,
             tensor_table,
+            quantized,
             typed,
         })
     }
 
     /// Runs the probe sentence through the decluttered ONNX graph and through a model loaded from
-    /// the file image; fails unless their mask-position logits agree. Returns the max difference.
-    pub fn check_against(&self, image: &[u8], export: &Export) -> Result<f32> {
+    /// the file image; fails unless their mask-position logits agree: within 1e-4 for fp32, in
+    /// direction (cosine similarity >= 0.99, a guard against a broken graph, not the accuracy
+    /// figure) for int8.
+    pub fn check_against(
+        &self,
+        image: &[u8],
+        export: &Export,
+        precision: Precision,
+    ) -> Result<Check> {
         let mut loaded =
             bertling::Model::from_bytes(image).context("the compiled file does not load")?;
         let answer = loaded
@@ -154,6 +183,7 @@ impl GraphBuild {
         let reference = reference.try_as_plain_ram()?.as_slice::<f32>()?;
         let vocab = export.config.vocab_size as usize;
         let mut max = 0f32;
+        let mut min_cosine = 1f32;
         for (i, mask) in answer.masks.iter().enumerate() {
             let p = mask.position as usize;
             let want = &reference[p * vocab..(p + 1) * vocab];
@@ -164,10 +194,40 @@ impl GraphBuild {
             for (a, b) in want.iter().zip(got) {
                 max = max.max((a - b).abs());
             }
+            min_cosine = min_cosine.min(cosine(want, got));
         }
-        if max > 1e-4 {
-            bail!("the compiled graph disagrees with the export: max abs logit difference {max}");
+        let ok = match precision {
+            Precision::F32 => max <= 1e-4,
+            Precision::Int8 => min_cosine >= 0.99,
+        };
+        if !ok {
+            bail!(
+                "the compiled {precision} graph disagrees with the export: max abs logit \
+                 difference {max}, cosine similarity {min_cosine}{}",
+                if precision == Precision::Int8 {
+                    " (this model does not quantize well: compile it with --precision fp32)"
+                } else {
+                    ""
+                }
+            );
         }
-        Ok(max)
+        Ok(Check {
+            max_abs_diff: max,
+            min_cosine,
+        })
     }
+}
+
+/// Cosine similarity of two vectors, computed in f64.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return if aa == bb { 1.0 } else { 0.0 };
+    }
+    (ab / (aa.sqrt() * bb.sqrt())) as f32
 }

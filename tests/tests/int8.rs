@@ -1,0 +1,87 @@
+//! int8 model files on the four tiny fixtures: what the plan runs, how close the answers stay to
+//! the fp32 file of the same export (itself checked against PyTorch in parity_pytorch.rs), and the
+//! size they save.
+
+use bertling::format::{ModelFile, Precision, SectionKind};
+use bertling::Model;
+use bertling_tests::{compiled, compiled_int8, references, ARCHS};
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn no_planned_node_computes_from_weights_alone() {
+    for arch in ARCHS {
+        for path in [compiled_int8(arch), compiled(arch)] {
+            let model = Model::load(&path).unwrap();
+            let weight_only = model.weight_only_nodes();
+            assert!(
+                weight_only.is_empty(),
+                "{arch} {}: {weight_only:?}",
+                model.manifest().precision
+            );
+        }
+    }
+}
+
+#[test]
+fn int8_files_use_the_int8_kernel() {
+    for arch in ARCHS {
+        let model = Model::load(compiled_int8(arch)).unwrap();
+        assert_eq!(model.manifest().precision, Precision::Int8);
+        let kernels = model.kernels();
+        assert!(
+            kernels.iter().any(|k| k.starts_with("bertling_i8_")),
+            "{arch}: {kernels:?}"
+        );
+        let fp32 = Model::load(compiled(arch)).unwrap();
+        assert_eq!(fp32.manifest().precision, Precision::F32);
+        assert!(!fp32.kernels().iter().any(|k| k.starts_with("bertling_i8_")));
+    }
+}
+
+#[test]
+fn int8_answers_stay_close_to_fp32() {
+    for arch in ARCHS {
+        let mut int8 = Model::load(compiled_int8(arch)).unwrap();
+        let mut fp32 = Model::load(compiled(arch)).unwrap();
+        let (mut masks, mut top1_same, mut min_cos) = (0, 0, 1f64);
+        for case in references(arch).cases {
+            let a = int8.fill_mask(&case.text, 5).unwrap();
+            let b = fp32.fill_mask(&case.text, 5).unwrap();
+            assert_eq!(int8.last_input_ids(), fp32.last_input_ids());
+            for i in 0..a.masks.len() {
+                let cos = cosine(int8.last_logits(i).unwrap(), fp32.last_logits(i).unwrap());
+                min_cos = min_cos.min(cos);
+                masks += 1;
+                top1_same +=
+                    (a.masks[i].candidates[0].token == b.masks[i].candidates[0].token) as usize;
+            }
+        }
+        eprintln!("{arch}: {masks} masks, top-1 agreement {top1_same}, min cosine {min_cos:.5}");
+        // Hidden size 32, random weights: the coarsest case for 8-bit rows (a row has few values to
+        // spread its error over); the base-size and real-model figures are in BENCHMARKS.md.
+        assert!(min_cos >= 0.93, "{arch}: cosine {min_cos}");
+        assert!(
+            top1_same * 10 >= masks * 8,
+            "{arch}: top-1 {top1_same}/{masks}"
+        );
+    }
+}
+
+#[test]
+fn int8_tensors_take_about_a_quarter_of_fp32() {
+    for arch in ARCHS {
+        let size = |path| {
+            let bytes = std::fs::read(path).unwrap();
+            let file = ModelFile::parse(&bytes).unwrap();
+            file.section(SectionKind::Tensors).unwrap().len() as f64
+        };
+        let (a, b) = (size(compiled_int8(arch)), size(compiled(arch)));
+        assert!(a <= 0.35 * b, "{arch}: int8 tensors {a} bytes, fp32 {b}");
+    }
+}
