@@ -23,8 +23,9 @@ cargo build -p bertling-protocol --target thumbv7em-none-eabihf --lib --example 
 if cargo fuzz --version >/dev/null 2>&1; then
     (cd firmware-host/protocol && RUSTC_BOOTSTRAP=1 cargo fuzz run frame_decoder -s none -- -max_total_time=30)
 fi
-# aarch64 (Raspberry Pi, 64-bit): the cross toolchain and qemu; the device build (release, runtime
-# only) packaged as an arm64 .deb and checked with dpkg-deb; then, under qemu on a Pi 4 (cortex-a72)
+# aarch64 (Raspberry Pi, 64-bit): the cross toolchain and qemu; the device builds (release-small:
+# bertling-run, runtime only, and the kiosk daemon) packaged as an arm64 .deb and checked with
+# dpkg-deb; then, under qemu on a Pi 3 (cortex-a53, tract told the A53 part), a Pi 4 (cortex-a72)
 # and a Pi 5-like CPU (max,sve=off): parity with x86 and PyTorch, and the kernels tract picks.
 bash scripts/aarch64-setup.sh
 bash scripts/package-deb.sh

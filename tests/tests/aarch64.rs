@@ -1,6 +1,8 @@
-//! The aarch64 build as a Raspberry Pi runs it, under qemu-user, on two CPUs:
-//! `cortex-a72` (Pi 4: NEON, no dot product) and `max,sve=off` (Pi 5-like: NEON and the dot
-//! product, no SVE; qemu's default CPU has SVE2, which no Pi has).
+//! The aarch64 build as a Raspberry Pi runs it, under qemu-user, on three CPUs:
+//! `cortex-a53` (Pi 3: NEON, no dot product; tract told the A53's part number, as a Pi 3's
+//! `/proc/cpuinfo` says, so it runs its A53-scheduled kernels), `cortex-a72` (Pi 4: NEON, no dot
+//! product) and `max,sve=off` (Pi 5-like: NEON and the dot product, no SVE; qemu's default CPU
+//! has SVE2, which no Pi has).
 //!
 //! The fixtures are compiled here on x86 (model files do not depend on the platform); the
 //! aarch64 device binary (`bertling-run`, built by `scripts/aarch64-build.sh`) loads and runs them
@@ -8,8 +10,8 @@
 //! PyTorch's (top-5 tokens), and its plan must use tract's NEON (`arm64simd_`) kernels.
 //!
 //! Needs the aarch64 binary ($BERTLING_AARCH64_BIN, else
-//! `<target>/aarch64-unknown-linux-gnu/release/bertling-run`) and qemu-aarch64; `scripts/test.sh`
-//! provides both (`scripts/aarch64-setup.sh`, `scripts/aarch64-build.sh`) and runs these tests
+//! `<target>/aarch64-unknown-linux-gnu/release-small/bertling-run`) and qemu-aarch64;
+//! `scripts/test.sh` provides both (`scripts/aarch64-setup.sh`, `scripts/aarch64-build.sh`) and runs these tests
 //! explicitly (`cargo test -p bertling-tests --test aarch64 -- --ignored`); a missing one fails.
 
 use std::io::Write;
@@ -31,17 +33,34 @@ struct Cpu {
     /// assert it is in `Model::kernels` of an int8 fixture (today it is checked through tract's
     /// dispatch, `bertling info`'s `int8_kernel`).
     int8_kernel: &'static str,
+    /// The `CPU part` tract is told (`TRACT_CPU_AARCH64_OVERRIDE_CPU_PART`): qemu-user 7.2 shows
+    /// the host's `/proc/cpuinfo`, where tract finds none and falls back to its generic kernels.
+    cpu_part: Option<&'static str>,
+    /// A suffix one of the plan's f32 kernels must have (`_a53`: tract's A53-scheduled ones).
+    f32_kernel_suffix: Option<&'static str>,
 }
+
+const PI3: Cpu = Cpu {
+    qemu: "cortex-a53",
+    dotprod: false,
+    int8_kernel: "arm64simd_mmm_i32_8x8",
+    cpu_part: Some("0xd03"),
+    f32_kernel_suffix: Some("_a53"),
+};
 
 const PI4: Cpu = Cpu {
     qemu: "cortex-a72",
     dotprod: false,
     int8_kernel: "arm64simd_mmm_i32_8x8",
+    cpu_part: None,
+    f32_kernel_suffix: None,
 };
 const PI5: Cpu = Cpu {
     qemu: "max,sve=off",
     dotprod: true,
     int8_kernel: "arm64simd_mmm_i32_8x8_dot",
+    cpu_part: None,
+    f32_kernel_suffix: None,
 };
 
 fn aarch64_bin() -> PathBuf {
@@ -51,7 +70,7 @@ fn aarch64_bin() -> PathBuf {
             std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| repo_root().join("target"))
-                .join("aarch64-unknown-linux-gnu/release/bertling-run")
+                .join("aarch64-unknown-linux-gnu/release-small/bertling-run")
         });
     assert!(
         bin.exists(),
@@ -64,7 +83,11 @@ fn aarch64_bin() -> PathBuf {
 
 /// Runs the aarch64 binary under qemu with `cpu`; returns stdout, panics on failure.
 fn qemu(cpu: &Cpu, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(repo_root().join("scripts/aarch64-run.sh"))
+    let mut command = Command::new(repo_root().join("scripts/aarch64-run.sh"));
+    if let Some(part) = cpu.cpu_part {
+        command.env("TRACT_CPU_AARCH64_OVERRIDE_CPU_PART", part);
+    }
+    let mut child = command
         .env("BERTLING_QEMU_CPU", cpu.qemu)
         .arg(aarch64_bin())
         .args(args)
@@ -199,7 +222,28 @@ fn kernels(cpu: &Cpu) {
             info.kernels
         );
         assert_eq!(info.int8_kernel.as_deref(), Some(cpu.int8_kernel), "{at}");
+        if let Some(suffix) = cpu.f32_kernel_suffix {
+            assert!(
+                info.kernels
+                    .iter()
+                    .any(|k| k.contains("f32") && k.ends_with(suffix)),
+                "{at}: no f32 kernel ending in {suffix}: {:?}",
+                info.kernels
+            );
+        }
     }
+}
+
+#[test]
+#[ignore = "needs the aarch64 build and qemu: scripts/test.sh runs it (--ignored) after scripts/package-deb.sh"]
+fn pi3_cortex_a53_answers_equal_x86_and_pytorch() {
+    parity(&PI3);
+}
+
+#[test]
+#[ignore = "needs the aarch64 build and qemu: scripts/test.sh runs it (--ignored) after scripts/package-deb.sh"]
+fn pi3_cortex_a53_plan_uses_a53_neon_kernels() {
+    kernels(&PI3);
 }
 
 #[test]
