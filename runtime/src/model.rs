@@ -103,7 +103,23 @@ impl Model {
     }
 
     /// Loads a model from a file image in memory with the given options.
+    ///
+    /// Every checksum is verified first, so a corrupted file is an error. A file whose checksums
+    /// hold but whose graph tract cannot handle (a crafted file) is an error too: a panic inside
+    /// tract or the tokenizer is caught and reported, where the build unwinds on panic (the
+    /// default; the device profile aborts instead).
     pub fn from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Model::from_bytes_unguarded(bytes, options)
+        })) {
+            Ok(r) => r,
+            Err(_) => Err(Error::Inconsistent(
+                "the model's graph or tokenizer made a library fail (internal panic)".into(),
+            )),
+        }
+    }
+
+    fn from_bytes_unguarded(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
         let file = ModelFile::parse(bytes)?;
         let manifest = file.manifest.clone();
         let section = |kind| {

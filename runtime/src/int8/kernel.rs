@@ -5,10 +5,12 @@
 //! read, so the file stores them ready to use (nothing is packed at load or per request). Activations
 //! are quantized per request into `[M, K]` codes, one scale per row.
 //!
-//! Three implementations, picked at run time: AVX2 on x86-64 (`vpmaddwd`: 16 products a
-//! instruction, exact), NEON on aarch64 (`smull`/`smlal2` into i16 — two products of codes in
-//! `[-127, 127]` cannot overflow it — then `sadalp` into i32), and portable Rust elsewhere. All three
-//! give identical i32 sums, so answers do not depend on the CPU.
+//! Implementations, picked at run time: AVX2 on x86-64 (`vpmaddwd`: 16 products a instruction,
+//! exact; `bertling_i8_avx2`), on aarch64 the dot product instruction `sdot` where the CPU has it
+//! (Cortex-A76 / Raspberry Pi 5: `bertling_i8_neon_dot`) and otherwise NEON `smull`/`smlal2` into
+//! i16 — two products of codes in `[-127, 127]` cannot overflow it — then `sadalp` into i32
+//! (Cortex-A53/A72, Pi 3/4: `bertling_i8_neon`), and portable Rust elsewhere. All give identical i32
+//! sums, so answers do not depend on the CPU.
 
 thread_local! {
     /// Activation codes widened to i16 (AVX2), reused across calls.
@@ -24,6 +26,10 @@ pub fn kernel_name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         return "bertling_i8_avx2";
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        return "bertling_i8_neon_dot";
     }
     #[cfg(target_arch = "aarch64")]
     if std::arch::is_aarch64_feature_detected!("neon") {
@@ -72,6 +78,12 @@ pub fn gemm_i8(
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present; the asserts above bound every access.
         unsafe { avx2::gemm(x, x_scale, w, w_scale, k, rows, (n0, n1), out, ldo) };
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        // SAFETY: NEON and the dot product are present; the asserts above bound every access.
+        unsafe { neon::gemm_dot(x, x_scale, w, w_scale, k, rows, (n0, n1), out, ldo) };
         return;
     }
     #[cfg(target_arch = "aarch64")]
@@ -193,8 +205,7 @@ mod avx2 {
         out: &mut [f32],
         ldo: usize,
     ) {
-        const NB: usize = 4;
-        const MB: usize = 3;
+        const NB: usize = 2;
         // x widened to i16 once (it is small: rows x k), so the inner loop widens only weights.
         super::WIDE.with_borrow_mut(|xw| {
             xw.clear();
@@ -204,14 +215,23 @@ mod avx2 {
             let mut n = n0;
             while n < n1 {
                 if n + NB <= n1 {
+                    // Blocks of 6 rows (12 accumulators, 2 weight rows: 14 of 16 registers), then
+                    // 4, 2, 1 for what is left.
                     let mut m = 0;
-                    while m + MB <= rows_n {
-                        rows::<MB, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
-                        m += MB;
+                    while m + 6 <= rows_n {
+                        rows::<6, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
+                        m += 6;
                     }
-                    while m < rows_n {
+                    if m + 4 <= rows_n {
+                        rows::<4, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
+                        m += 4;
+                    }
+                    if m + 2 <= rows_n {
+                        rows::<2, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
+                        m += 2;
+                    }
+                    if m < rows_n {
                         rows::<1, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
-                        m += 1;
                     }
                     n += NB;
                 } else {
@@ -228,10 +248,24 @@ mod avx2 {
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use std::arch::aarch64::*;
+    use std::arch::asm;
 
-    /// Dot products of `MB` rows of x with `NB` rows of w.
+    /// `acc += Σ` of 4 products per lane (the `sdot` instruction, Armv8.2 dot product).
     #[inline(always)]
-    unsafe fn block<const MB: usize, const NB: usize>(
+    unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack)
+        );
+        acc
+    }
+
+    /// Dot products of `MB` rows of x with `NB` rows of w; `DOT` uses `sdot`.
+    #[inline(always)]
+    unsafe fn block<const MB: usize, const NB: usize, const DOT: bool>(
         x: *const i8,
         w: *const i8,
         k: usize,
@@ -247,10 +281,14 @@ mod neon {
             for (i, row) in acc.iter_mut().enumerate() {
                 let xv = vld1q_s8(x.add(i * k + kk));
                 for (j, a) in row.iter_mut().enumerate() {
-                    // |code| <= 127: two products fit an i16 (2 * 127 * 127 < 32768).
-                    let p = vmull_s8(vget_low_s8(xv), vget_low_s8(wv[j]));
-                    let p = vmlal_high_s8(p, xv, wv[j]);
-                    *a = vpadalq_s16(*a, p);
+                    if DOT {
+                        *a = sdot(*a, xv, wv[j]);
+                    } else {
+                        // |code| <= 127: two products fit an i16 (2 * 127 * 127 < 32768).
+                        let p = vmull_s8(vget_low_s8(xv), vget_low_s8(wv[j]));
+                        let p = vmlal_high_s8(p, xv, wv[j]);
+                        *a = vpadalq_s16(*a, p);
+                    }
                 }
             }
             kk += 16;
@@ -268,15 +306,35 @@ mod neon {
         sums
     }
 
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "neon")]
-    pub unsafe fn gemm(
+    unsafe fn rows<const MB: usize, const NB: usize, const DOT: bool>(
+        x: *const i8,
+        k: usize,
+        wp: *const i8,
+        x_scale: &[f32],
+        w_scale: &[f32],
+        (m, n): (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let s = block::<MB, NB, DOT>(x.add(m * k), wp.add(n * k), k);
+        for i in 0..MB {
+            for j in 0..NB {
+                out[(m + i) * ldo + n + j] = s[i][j] as f32 * x_scale[m + i] * w_scale[n + j];
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn gemm_with<const DOT: bool>(
         x: &[i8],
         x_scale: &[f32],
         w: &[i8],
         w_scale: &[f32],
         k: usize,
-        rows: usize,
+        rows_n: usize,
         (n0, n1): (usize, usize),
         out: &mut [f32],
         ldo: usize,
@@ -288,32 +346,54 @@ mod neon {
         while n < n1 {
             if n + NB <= n1 {
                 let mut m = 0;
-                while m + MB <= rows {
-                    let s = block::<MB, NB>(xp.add(m * k), wp.add(n * k), k);
-                    for i in 0..MB {
-                        for j in 0..NB {
-                            out[(m + i) * ldo + n + j] =
-                                s[i][j] as f32 * x_scale[m + i] * w_scale[n + j];
-                        }
-                    }
+                while m + MB <= rows_n {
+                    rows::<MB, NB, DOT>(xp, k, wp, x_scale, w_scale, (m, n), out, ldo);
                     m += MB;
                 }
-                while m < rows {
-                    let s = block::<1, NB>(xp.add(m * k), wp.add(n * k), k);
-                    for j in 0..NB {
-                        out[m * ldo + n + j] = s[0][j] as f32 * x_scale[m] * w_scale[n + j];
-                    }
+                while m < rows_n {
+                    rows::<1, NB, DOT>(xp, k, wp, x_scale, w_scale, (m, n), out, ldo);
                     m += 1;
                 }
                 n += NB;
             } else {
-                for m in 0..rows {
-                    let s = block::<1, 1>(xp.add(m * k), wp.add(n * k), k);
-                    out[m * ldo + n] = s[0][0] as f32 * x_scale[m] * w_scale[n];
+                for m in 0..rows_n {
+                    rows::<1, 1, DOT>(xp, k, wp, x_scale, w_scale, (m, n), out, ldo);
                 }
                 n += 1;
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "neon")]
+    pub unsafe fn gemm(
+        x: &[i8],
+        x_scale: &[f32],
+        w: &[i8],
+        w_scale: &[f32],
+        k: usize,
+        rows_n: usize,
+        cols: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        gemm_with::<false>(x, x_scale, w, w_scale, k, rows_n, cols, out, ldo)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "neon,dotprod")]
+    pub unsafe fn gemm_dot(
+        x: &[i8],
+        x_scale: &[f32],
+        w: &[i8],
+        w_scale: &[f32],
+        k: usize,
+        rows_n: usize,
+        cols: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        gemm_with::<true>(x, x_scale, w, w_scale, k, rows_n, cols, out, ldo)
     }
 }
 
