@@ -431,8 +431,10 @@ def render(results: dict, args, cmdline: str) -> str:
         if agree:
             m.append(f"Top-1 at the mask, fp32 engines: {agree}\n")
     m.append("## Notes\n")
-    m.append("- bertling int8 rows say *not yet available* until `bertling compile --precision int8` exists; "
-             "the harness probes `bertling compile --help` and adds them by itself.")
+    if any("not yet" in str(v) for info in results.get("models", {}).values()
+           for v in (info.get("bertling_missing", {}) if isinstance(info, dict) else {}).values()):
+        m.append("- bertling int8 rows say *not yet available* when `bertling compile` has no `--precision int8`; "
+                 "the harness probes `bertling compile --help` and adds them by itself.")
     m.append("- onnxruntime int8 of ALBERT: the exporter reaches ALBERT's shared layer weights through `Identity` "
              "nodes, which `quantize_dynamic` does not follow; `bench/prepare.py` rewires every "
              "`Identity(initializer)` consumer to the initializer first (done for every model; it changes nothing "
@@ -534,12 +536,30 @@ def main() -> int:
     with open(args.json_out, "w") as f:
         json.dump(results, f, indent=1, default=str)
     cmdline = args.command or " ".join(["python", "bench/run.py"] + sys.argv[1:])
-    md = render(results, args, cmdline)
+    md = render(results, args, cmdline) + kept_sections(args.out, md)
     with open(args.out, "w") as f:
         f.write(md)
     print(md)
     log(f"wrote {args.out} and {args.json_out} in {(time.time() - t0) / 60:.1f} min")
     return 0
+
+
+def kept_sections(path: str, generated: str) -> str:
+    """The `## ` sections of the existing file that this harness does not write (figures other
+    commands produced, e.g. int8 accuracy, the aarch64 binary size), to append unchanged."""
+    if not os.path.exists(path):
+        return ""
+    mine = {line for line in generated.splitlines() if line.startswith("## ")}
+    out, keep = [], False
+    with open(path) as f:
+        for line in f.read().splitlines():
+            if line.startswith("## "):
+                keep = line not in mine
+            elif line.startswith("# "):
+                keep = False
+            if keep:
+                out.append(line)
+    return ("\n" + "\n".join(out) + "\n") if out else ""
 
 
 if __name__ == "__main__":

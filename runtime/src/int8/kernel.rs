@@ -5,18 +5,13 @@
 //! read, so the file stores them ready to use (nothing is packed at load or per request). Activations
 //! are quantized per request into `[M, K]` codes, one scale per row.
 //!
-//! Implementations, picked at run time: AVX2 on x86-64 (`vpmaddwd`: 16 products a instruction,
-//! exact; `bertling_i8_avx2`), on aarch64 the dot product instruction `sdot` where the CPU has it
+//! Implementations, picked at run time: AVX2 on x86-64 (`vpmaddubsw` on `|x|` and `w` carrying
+//! x's sign — a pair of products of codes in `[-127, 127]` fits an i16, so 32 exact products an
+//! instruction — then `vpmaddwd` against ones into i32; `bertling_i8_avx2`), on aarch64 the dot product instruction `sdot` where the CPU has it
 //! (Cortex-A76 / Raspberry Pi 5: `bertling_i8_neon_dot`) and otherwise NEON `smull`/`smlal2` into
 //! i16 — two products of codes in `[-127, 127]` cannot overflow it — then `sadalp` into i32
 //! (Cortex-A53/A72, Pi 3/4: `bertling_i8_neon`), and portable Rust elsewhere. All give identical i32
 //! sums, so answers do not depend on the CPU.
-
-thread_local! {
-    /// Activation codes widened to i16 (AVX2), reused across calls.
-    #[allow(dead_code)]
-    static WIDE: std::cell::RefCell<Vec<i16>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// The largest magnitude of a code.
 pub const QMAX: f32 = 127.0;
@@ -120,12 +115,10 @@ pub fn portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    //! `vpmaddubsw` with the sign trick: `|x| · sign(w, x)` is `x · w`, and with codes in
+    //! `[-127, 127]` a pair of such products fits an i16 (`2 · 127 · 127 < 32768`), so 32 products
+    //! a `vpmaddubsw` without saturation; `vpmaddwd` against ones widens the pairs to i32.
     use std::arch::x86_64::*;
-
-    #[inline(always)]
-    unsafe fn load16(p: *const i8) -> __m256i {
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(p as *const __m128i))
-    }
 
     #[inline(always)]
     unsafe fn hsum(v: __m256i) -> i32 {
@@ -135,36 +128,38 @@ mod avx2 {
         _mm_cvtsi128_si32(s)
     }
 
-    /// Dot products of `MB` rows of x (codes widened to i16, row stride `kx`) with `NB` rows of w.
     #[inline(always)]
     unsafe fn block<const MB: usize, const NB: usize>(
-        x: *const i16,
-        kx: usize,
+        x: *const i8,
         w: *const i8,
         k: usize,
     ) -> [[i32; NB]; MB] {
+        let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_si256(); NB]; MB];
-        let body = k / 16 * 16;
+        let body = k / 32 * 32;
         let mut kk = 0;
         while kk < body {
             let mut wv = [_mm256_setzero_si256(); NB];
             for (j, v) in wv.iter_mut().enumerate() {
-                *v = load16(w.add(j * k + kk));
+                *v = _mm256_loadu_si256(w.add(j * k + kk) as *const __m256i);
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let xv = _mm256_loadu_si256(x.add(i * kx + kk) as *const __m256i);
+                let xv = _mm256_loadu_si256(x.add(i * k + kk) as *const __m256i);
+                let ax = _mm256_sign_epi8(xv, xv);
                 for (j, a) in row.iter_mut().enumerate() {
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wv[j]));
+                    let sw = _mm256_sign_epi8(wv[j], xv);
+                    let p = _mm256_maddubs_epi16(ax, sw);
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, ones));
                 }
             }
-            kk += 16;
+            kk += 32;
         }
         let mut sums = [[0i32; NB]; MB];
         for i in 0..MB {
             for j in 0..NB {
                 let mut s = hsum(acc[i][j]);
                 for t in body..k {
-                    s += *x.add(i * kx + t) as i32 * *w.add(j * k + t) as i32;
+                    s += *x.add(i * k + t) as i32 * *w.add(j * k + t) as i32;
                 }
                 sums[i][j] = s;
             }
@@ -175,7 +170,7 @@ mod avx2 {
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn rows<const MB: usize, const NB: usize>(
-        xw: *const i16,
+        x: *const i8,
         k: usize,
         wp: *const i8,
         x_scale: &[f32],
@@ -184,7 +179,7 @@ mod avx2 {
         out: &mut [f32],
         ldo: usize,
     ) {
-        let s = block::<MB, NB>(xw.add(m * k), k, wp.add(n * k), k);
+        let s = block::<MB, NB>(x.add(m * k), wp.add(n * k), k);
         for i in 0..MB {
             for j in 0..NB {
                 out[(m + i) * ldo + n + j] = s[i][j] as f32 * x_scale[m + i] * w_scale[n + j];
@@ -206,42 +201,27 @@ mod avx2 {
         ldo: usize,
     ) {
         const NB: usize = 2;
-        // x widened to i16 once (it is small: rows x k), so the inner loop widens only weights.
-        super::WIDE.with_borrow_mut(|xw| {
-            xw.clear();
-            xw.extend(x[..rows_n * k].iter().map(|&v| v as i16));
-            let xw = xw.as_ptr();
-            let wp = w.as_ptr();
-            let mut n = n0;
-            while n < n1 {
-                if n + NB <= n1 {
-                    // Blocks of 6 rows (12 accumulators, 2 weight rows: 14 of 16 registers), then
-                    // 4, 2, 1 for what is left.
-                    let mut m = 0;
-                    while m + 6 <= rows_n {
-                        rows::<6, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
-                        m += 6;
-                    }
-                    if m + 4 <= rows_n {
-                        rows::<4, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
-                        m += 4;
-                    }
-                    if m + 2 <= rows_n {
-                        rows::<2, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
-                        m += 2;
-                    }
-                    if m < rows_n {
-                        rows::<1, NB>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
-                    }
-                    n += NB;
-                } else {
-                    for m in 0..rows_n {
-                        rows::<1, 1>(xw, k, wp, x_scale, w_scale, (m, n), out, ldo);
-                    }
-                    n += 1;
+        let (xp, wp) = (x.as_ptr(), w.as_ptr());
+        let mut n = n0;
+        while n < n1 {
+            if n + NB <= n1 {
+                let mut m = 0;
+                while m + 4 <= rows_n {
+                    rows::<4, NB>(xp, k, wp, x_scale, w_scale, (m, n), out, ldo);
+                    m += 4;
                 }
+                while m < rows_n {
+                    rows::<1, NB>(xp, k, wp, x_scale, w_scale, (m, n), out, ldo);
+                    m += 1;
+                }
+                n += NB;
+            } else {
+                for m in 0..rows_n {
+                    rows::<1, 1>(xp, k, wp, x_scale, w_scale, (m, n), out, ldo);
+                }
+                n += 1;
             }
-        })
+        }
     }
 }
 

@@ -92,7 +92,9 @@ impl Int8Linear {
         let rows = x.len().checked_div(k).unwrap_or(0);
         let mut shape: TVec<usize> = xt.shape().into();
         *shape.last_mut().unwrap() = n;
-        let mut out = Tensor::zero::<f32>(&shape)?;
+        // SAFETY: f32 has no invalid bit patterns, and the kernels write every element below
+        // (all rows, every column range) before anyone reads it.
+        let mut out = unsafe { Tensor::uninitialized::<f32>(&shape)? };
         {
             let mut view = out.try_as_plain_ram_mut()?;
             let y = view.as_slice_mut::<f32>()?;
