@@ -536,7 +536,8 @@ def main() -> int:
     with open(args.json_out, "w") as f:
         json.dump(results, f, indent=1, default=str)
     cmdline = args.command or " ".join(["python", "bench/run.py"] + sys.argv[1:])
-    md = render(results, args, cmdline) + kept_sections(args.out, md)
+    md = render(results, args, cmdline)
+    md += kept_sections(args.out, md)
     with open(args.out, "w") as f:
         f.write(md)
     print(md)

@@ -1,6 +1,7 @@
 //! `bertling compile`: a Hugging Face ONNX export in, one bertling model file out.
 
 mod export;
+pub mod fuse;
 mod onnx;
 pub mod quantize;
 pub mod split;

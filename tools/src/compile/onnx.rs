@@ -93,9 +93,15 @@ impl GraphBuild {
             let fact = InferenceFact::dt_shape(i64::datum_type(), tvec![1.to_dim(), s.to_dim()]);
             model.set_input_fact(ix, fact)?;
         }
-        let typed = guarded("tract could not type the ONNX graph", || {
+        let mut typed = guarded("tract could not type the ONNX graph", || {
             model.into_typed()?.into_decluttered()
         })?;
+        // The check at the end runs the graph as decluttered, before our own rewrites.
+        let reference = typed.clone();
+        let gelus = super::fuse::fuse_gelu_tanh(&mut typed).context("fusing GELU")?;
+        if gelus > 0 {
+            tracing::debug!("{gelus} tanh GELUs fused");
+        }
         let out_fact = typed.output_fact(0)?.clone();
         let vocab = export.config.vocab_size as i64;
         let shape_ok = out_fact.datum_type == f32::datum_type()
@@ -148,7 +154,7 @@ impl GraphBuild {
             tensors,
             tensor_table,
             quantized,
-            typed,
+            typed: reference,
         })
     }
 
