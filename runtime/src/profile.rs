@@ -75,9 +75,21 @@ pub(crate) fn run(
     graph: &'static str,
     out: Option<&mut Vec<NodeTime>>,
 ) -> TractResult<TVec<TValue>> {
-    let Some(out) = out else {
-        return state.run(inputs);
-    };
+    // A model file with valid checksums can still hold a graph that makes tract panic at run time
+    // (the loader fuzz target found an overflow in tract's Gather): a request gets an error instead.
+    let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match out {
+        None => state.run(inputs),
+        Some(out) => run_profiled(state, inputs, graph, out),
+    }));
+    guarded.unwrap_or_else(|_| bail!("tract failed on this model's {graph} graph (internal panic)"))
+}
+
+fn run_profiled(
+    state: &mut TypedSimpleState,
+    inputs: TVec<TValue>,
+    graph: &'static str,
+    out: &mut Vec<NodeTime>,
+) -> TractResult<TVec<TValue>> {
     state.run_plan_with_eval(inputs, |ctx, st, node, input| {
         let start = Instant::now();
         let r = eval(ctx, st, node, input);
