@@ -55,6 +55,19 @@ pub fn quantize_rows(x: &[f32], k: usize, codes: &mut [i8], scales: &mut [f32]) 
 
 /// `out[m * ldo + n] = (Σ_k x[m][k] · w[n][k]) · x_scale[m] · w_scale[n]` for `m < rows`,
 /// `n0 <= n < n1`: x is `rows x k` codes, w is `N x k` codes.
+///
+/// ```
+/// use bertling::int8::kernel::{gemm_i8, quantize_rows};
+/// // One row of activations against two output channels (weights [N = 2, K = 3]).
+/// let x = [0.5f32, -1.0, 0.25];
+/// let (mut codes, mut scale) = ([0i8; 3], [0f32; 1]);
+/// quantize_rows(&x, 3, &mut codes, &mut scale);
+/// let w = [127i8, 0, 0, 0, 127, 127];
+/// let w_scale = [1.0 / 127.0, 2.0 / 127.0]; // W = [[1, 0, 0], [0, 2, 2]]
+/// let mut y = [0f32; 2];
+/// gemm_i8(&codes, &scale, &w, &w_scale, 3, 1, (0, 2), &mut y, 2);
+/// assert!((y[0] - 0.5).abs() < 0.01 && (y[1] + 1.5).abs() < 0.02, "{y:?}");
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_i8(
     x: &[i8],
