@@ -308,20 +308,7 @@ impl Model {
         if n > max {
             return Err(Error::TooLong { tokens: n, max });
         }
-        let mask_id = self.manifest.special_tokens.mask.id;
-        let masks = self.ids.iter().filter(|&&t| t == mask_id).count();
-        if masks == 0 {
-            return Err(Error::NoMask {
-                generic: GENERIC_MASK,
-                model: self.mask_token().to_string(),
-            });
-        }
-        if masks > MAX_MASKS {
-            return Err(Error::TooManyMasks {
-                found: masks,
-                max: MAX_MASKS,
-            });
-        }
+        let mask_id = self.check_masks(&self.ids)?;
 
         self.forward(n, mask_id)?;
         let vocab = self.manifest.vocab_size as usize;
@@ -341,6 +328,25 @@ impl Model {
             let _ = out.masks.push(pred);
         }
         Ok(())
+    }
+
+    /// The mask token's id, once `ids` holds between one and [`MAX_MASKS`] of it.
+    fn check_masks(&self, ids: &[u32]) -> Result<u32> {
+        let mask_id = self.manifest.special_tokens.mask.id;
+        let masks = ids.iter().filter(|&&t| t == mask_id).count();
+        if masks == 0 {
+            return Err(Error::NoMask {
+                generic: GENERIC_MASK,
+                model: self.mask_token().to_string(),
+            });
+        }
+        if masks > MAX_MASKS {
+            return Err(Error::TooManyMasks {
+                found: masks,
+                max: MAX_MASKS,
+            });
+        }
+        Ok(mask_id)
     }
 
     /// Runs the graph(s) on the current ids and leaves the mask rows' logits in `self.logits`.
@@ -438,20 +444,7 @@ impl Model {
                 self.manifest.vocab_size
             )));
         }
-        let mask_id = self.manifest.special_tokens.mask.id;
-        let masks = ids.iter().filter(|&&t| t == mask_id).count();
-        if masks == 0 {
-            return Err(Error::NoMask {
-                generic: GENERIC_MASK,
-                model: self.mask_token().to_string(),
-            });
-        }
-        if masks > MAX_MASKS {
-            return Err(Error::TooManyMasks {
-                found: masks,
-                max: MAX_MASKS,
-            });
-        }
+        let mask_id = self.check_masks(ids)?;
         self.ids.clear();
         self.ids.extend_from_slice(ids);
         self.type_ids.clear();
