@@ -15,11 +15,11 @@
 //! explicitly (`cargo test -p bertling-tests --test aarch64 -- --ignored`); a missing one fails.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use bertling::Model;
-use bertling_tests::{compiled, compiled_int8, references, repo_root, ARCHS};
+use bertling_tests::{compiled, compiled_int8, references, repo_root, References, ARCHS};
 use serde::Deserialize;
 
 const TOP_K: usize = 5;
@@ -132,25 +132,37 @@ struct Line {
     masks: Vec<LineMask>,
 }
 
+/// Every reference sentence of the fixture through `fill-lines` (top-5, logits) under qemu.
+fn fill_lines(cpu: &Cpu, path: &Path, refs: &References) -> Vec<Line> {
+    let texts: String = refs
+        .cases
+        .iter()
+        .map(|c| serde_json::to_string(&c.text).expect("json") + "\n")
+        .collect();
+    let out = qemu(
+        cpu,
+        &["fill-lines", path.to_str().expect("utf-8 path"), "-k", "5"],
+        &texts,
+    );
+    let lines: Vec<Line> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a fill-lines JSON line"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        refs.cases.len(),
+        "{} on {}",
+        path.display(),
+        cpu.qemu
+    );
+    lines
+}
+
 fn parity(cpu: &Cpu) {
     for arch in ARCHS {
         let path = compiled(arch);
         let refs = references(arch);
-        let texts: String = refs
-            .cases
-            .iter()
-            .map(|c| serde_json::to_string(&c.text).expect("json") + "\n")
-            .collect();
-        let out = qemu(
-            cpu,
-            &["fill-lines", path.to_str().expect("utf-8 path"), "-k", "5"],
-            &texts,
-        );
-        let lines: Vec<Line> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a fill-lines JSON line"))
-            .collect();
-        assert_eq!(lines.len(), refs.cases.len(), "{arch} on {}", cpu.qemu);
+        let lines = fill_lines(cpu, &path, &refs);
 
         let mut x86 = Model::load(&path).expect("load on x86");
         let mut worst = 0f32;
@@ -194,21 +206,7 @@ fn parity_int8(cpu: &Cpu) {
     for arch in ARCHS {
         let path = compiled_int8(arch);
         let refs = references(arch);
-        let texts: String = refs
-            .cases
-            .iter()
-            .map(|c| serde_json::to_string(&c.text).expect("json") + "\n")
-            .collect();
-        let out = qemu(
-            cpu,
-            &["fill-lines", path.to_str().expect("utf-8 path"), "-k", "5"],
-            &texts,
-        );
-        let lines: Vec<Line> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a fill-lines JSON line"))
-            .collect();
-        assert_eq!(lines.len(), refs.cases.len(), "{arch} int8 on {}", cpu.qemu);
+        let lines = fill_lines(cpu, &path, &refs);
         let mut x86 = Model::load(&path).expect("load on x86");
         let (mut worst, mut masks) = (0f32, 0);
         for (case, got) in refs.cases.iter().zip(&lines) {
