@@ -1,7 +1,7 @@
 //! The encoder's matrix products through tract, as the runtime runs them: activations
 //! `[seq x k]` times a constant weight `[k x n]` (packed once when the plan is optimized), for the
 //! shapes of a base-size layer: attention projections 768x768, FFN up 768x3072, FFN down 3072x768;
-//! seq 16 and 128; one thread.
+//! seq 16 and 128; one thread. Then bertling's int8 kernels on the same shapes.
 //!
 //! `cargo bench -p bertling --bench matmul`
 
@@ -54,5 +54,81 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// bertling's own int8 products (`bertling::int8`): 8-bit activation codes (`kernel::gemm_i8`)
+/// and 12-bit ones (`wide::gemm`), each with the per-row quantization of the f32 activations that
+/// precedes it in a request; one thread.
+fn bench_int8(c: &mut Criterion) {
+    use bertling::int8::{kernel, packed, wide};
+    let mut g = c.benchmark_group("encoder_matmul_int8");
+    g.sample_size(20);
+    for seq in [16usize, 128] {
+        for (k, n, what) in [
+            (768, 768, "qkvo"),
+            (768, 3072, "ffn_up"),
+            (3072, 768, "ffn_down"),
+        ] {
+            let x: Vec<f32> = (0..seq * k)
+                .map(|i| ((i % 13) as f32 - 6.0) * 0.1)
+                .collect();
+            let w: Vec<i8> = (0..n * k).map(|i| ((i * 7919) % 255) as i8).collect();
+            let w_scale = vec![1e-3f32; n];
+            let mut out = vec![0f32; seq * n];
+            let mut scales = vec![0f32; seq];
+            g.throughput(Throughput::Elements((2 * seq * k * n) as u64)); // FLOPs
+            let mut codes8 = vec![0i8; seq * k];
+            g.bench_function(format!("a8/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| {
+                    kernel::quantize_rows(&x, k, &mut codes8, &mut scales);
+                    kernel::gemm_i8(&codes8, &scales, &w, &w_scale, k, seq, (0, n), &mut out, n);
+                    black_box(out[0])
+                })
+            });
+            g.bench_function(format!("a8-gemm-only/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| {
+                    kernel::gemm_i8(&codes8, &scales, &w, &w_scale, k, seq, (0, n), &mut out, n);
+                    black_box(out[0])
+                })
+            });
+            let mut codes16 = vec![0i16; seq * k];
+            let qmax = wide::act_max(k, wide::ACT_MAX_DEFAULT);
+            g.bench_function(format!("a12/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| {
+                    wide::quantize_rows(&x, k, qmax, &mut codes16, &mut scales);
+                    wide::gemm(&codes16, &scales, &w, &w_scale, k, seq, (0, n), &mut out, n);
+                    black_box(out[0])
+                })
+            });
+            let wp = packed::pack(&w, n, k);
+            let mut codes_p = vec![0i16; seq * packed::padded_k(k)];
+            g.bench_function(format!("panel/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| {
+                    packed::quantize_rows(&x, k, qmax, &mut codes_p, &mut scales);
+                    let p = (0, packed::panels(n));
+                    packed::gemm(
+                        &codes_p, &scales, qmax, &wp, &w_scale, k, n, seq, p, &mut out, n,
+                    );
+                    black_box(out[0])
+                })
+            });
+            g.bench_function(format!("panel-gemm-only/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| {
+                    let p = (0, packed::panels(n));
+                    packed::gemm(
+                        &codes_p, &scales, qmax, &wp, &w_scale, k, n, seq, p, &mut out, n,
+                    );
+                    black_box(out[0])
+                })
+            });
+            g.bench_function(format!("a12-gemm-only/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| {
+                    wide::gemm(&codes16, &scales, &w, &w_scale, k, seq, (0, n), &mut out, n);
+                    black_box(out[0])
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_int8);
 criterion_main!(benches);

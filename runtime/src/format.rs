@@ -30,9 +30,11 @@ use crate::architecture::Architecture;
 pub const MAGIC: [u8; 8] = *b"BERTLNG\0";
 /// The format version this crate writes, and the newest it reads.
 ///
-/// Version 2 added [`Precision::Int8`]; a version 1 file has the same layout and manifest and still
-/// loads.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 added [`Precision::Int8`]; version 3, the `activation_max`, `layout` and `channels`
+/// attributes of the `bertling_linear_i8` operator (12-bit activations, panel-packed weights with
+/// a scale per 64 inputs). Version 1 and 2
+/// files have the same layout and manifest and still load.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this crate reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the fixed header.
@@ -334,6 +336,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 #[derive(Debug)]
 pub struct ModelFile<'a> {
     bytes: &'a [u8],
+    /// The file's format version (between [`OLDEST_FORMAT_VERSION`] and [`FORMAT_VERSION`]).
+    pub version: u32,
     /// The decoded manifest.
     pub manifest: Manifest,
 }
@@ -446,7 +450,11 @@ impl<'a> ModelFile<'a> {
                 )));
             }
         }
-        Ok(ModelFile { bytes, manifest })
+        Ok(ModelFile {
+            bytes,
+            version,
+            manifest,
+        })
     }
 
     /// The payload of a section, if present.
@@ -562,7 +570,7 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused_with_a_clear_error() {
-        for version in [0, 3, u32::MAX] {
+        for version in [0, FORMAT_VERSION + 1, u32::MAX] {
             let mut bytes = sample();
             bytes[8..12].copy_from_slice(&version.to_le_bytes());
             let c = crc(&bytes[..60]);
@@ -572,7 +580,7 @@ mod tests {
                 err,
                 FormatError::UnsupportedVersion {
                     found: version,
-                    supported: 2
+                    supported: FORMAT_VERSION
                 }
             );
             assert!(err.to_string().contains(&format!("version {version}")));

@@ -229,7 +229,7 @@ impl Model {
 
     /// The matrix-product kernels the planned graph(s) use on this CPU, sorted and deduplicated:
     /// tract's (e.g. `arm64simd_mmm_f32_8x8_gen` on a Cortex-A72) and, for int8 models, bertling's
-    /// own int8 kernel (`bertling_i8_avx2`, `bertling_i8_neon`, ...). `bertling info` prints them.
+    /// own int8 kernels (`bertling_panel_avx2`, `bertling_a16_neon`, ...). `bertling info` prints them.
     pub fn kernels(&self) -> Vec<String> {
         use tract_core::ops::matmul::optimized::OptMatMul;
         let mut names: Vec<String> = std::iter::once(&self.state)
@@ -238,13 +238,13 @@ impl Model {
             .filter_map(|node| node.op_as::<OptMatMul>())
             .flat_map(|op| op.mmm.iter().map(|k| k.name().to_string()))
             .collect();
-        let int8 = std::iter::once(&self.state)
-            .chain(self.head.as_ref())
-            .flat_map(|state| state.model().nodes.iter())
-            .any(|node| node.op_is::<crate::int8::Int8Linear>());
-        if int8 {
-            names.push(crate::int8::kernel::kernel_name().to_string());
-        }
+        names.extend(
+            std::iter::once(&self.state)
+                .chain(self.head.as_ref())
+                .flat_map(|state| state.model().nodes.iter())
+                .filter_map(|node| node.op_as::<crate::int8::Int8Linear>())
+                .map(|op| op.kernel_name().to_string()),
+        );
         names.sort();
         names.dedup();
         names

@@ -32,8 +32,6 @@ const INT8_LOGIT_TOLERANCE: f32 = 2e-2;
 struct Cpu {
     qemu: &'static str,
     dotprod: bool,
-    /// The int8 kernel tract's dispatch picks there (`bertling info`'s `int8_kernel`).
-    int8_kernel: &'static str,
     /// bertling's own int8 kernel, which int8 model files run (`Model::kernels`).
     bertling_int8_kernel: &'static str,
     /// The `CPU part` tract is told (`TRACT_CPU_AARCH64_OVERRIDE_CPU_PART`): qemu-user 7.2 shows
@@ -46,8 +44,7 @@ struct Cpu {
 const PI3: Cpu = Cpu {
     qemu: "cortex-a53",
     dotprod: false,
-    int8_kernel: "arm64simd_mmm_i32_8x8",
-    bertling_int8_kernel: "bertling_i8_neon",
+    bertling_int8_kernel: "bertling_panel_neon",
     cpu_part: Some("0xd03"),
     f32_kernel_suffix: Some("_a53"),
 };
@@ -55,16 +52,14 @@ const PI3: Cpu = Cpu {
 const PI4: Cpu = Cpu {
     qemu: "cortex-a72",
     dotprod: false,
-    int8_kernel: "arm64simd_mmm_i32_8x8",
-    bertling_int8_kernel: "bertling_i8_neon",
+    bertling_int8_kernel: "bertling_panel_neon",
     cpu_part: None,
     f32_kernel_suffix: None,
 };
 const PI5: Cpu = Cpu {
     qemu: "max,sve=off",
     dotprod: true,
-    int8_kernel: "arm64simd_mmm_i32_8x8_dot",
-    bertling_int8_kernel: "bertling_i8_neon_dot",
+    bertling_int8_kernel: "bertling_panel_neon_dot",
     cpu_part: None,
     f32_kernel_suffix: None,
 };
@@ -275,7 +270,12 @@ fn kernels(cpu: &Cpu) {
             "{at}: no f32 NEON kernel: {:?}",
             info.kernels
         );
-        assert_eq!(info.int8_kernel.as_deref(), Some(cpu.int8_kernel), "{at}");
+        // What int8 files get on this CPU (`bertling info`'s `int8_kernel`).
+        assert_eq!(
+            info.int8_kernel.as_deref(),
+            Some(cpu.bertling_int8_kernel),
+            "{at}"
+        );
         if let Some(suffix) = cpu.f32_kernel_suffix {
             assert!(
                 info.kernels
@@ -285,8 +285,9 @@ fn kernels(cpu: &Cpu) {
                 info.kernels
             );
         }
-        // The int8 file of the same fixture: bertling's own int8 kernel for this CPU (the dot
-        // product one where the CPU has it), tract's NEON kernels for the rest.
+        // The int8 file of the same fixture: bertling's own int8 kernels for this CPU (the panel
+        // one for the encoder, the row-major one for a tied output projection), tract's NEON
+        // kernels for the rest.
         let path = compiled_int8(arch);
         let out = qemu(
             cpu,
@@ -302,9 +303,9 @@ fn kernels(cpu: &Cpu) {
             cpu.bertling_int8_kernel
         );
         assert!(
-            info.kernels
-                .iter()
-                .all(|k| k.starts_with("arm64simd_") || k == cpu.bertling_int8_kernel),
+            info.kernels.iter().all(|k| k.starts_with("arm64simd_")
+                || k == cpu.bertling_int8_kernel
+                || k == "bertling_a16_neon"),
             "{at} int8: {:?}",
             info.kernels
         );

@@ -35,12 +35,12 @@ fn int8_files_use_the_int8_kernel() {
         assert_eq!(model.manifest().precision, Precision::Int8);
         let kernels = model.kernels();
         assert!(
-            kernels.iter().any(|k| k.starts_with("bertling_i8_")),
+            kernels.iter().any(|k| k.starts_with("bertling_panel_")),
             "{arch}: {kernels:?}"
         );
         let fp32 = Model::load(compiled(arch)).unwrap();
         assert_eq!(fp32.manifest().precision, Precision::F32);
-        assert!(!fp32.kernels().iter().any(|k| k.starts_with("bertling_i8_")));
+        assert!(!fp32.kernels().iter().any(|k| k.starts_with("bertling_")));
     }
 }
 
@@ -65,7 +65,7 @@ fn int8_answers_stay_close_to_fp32() {
         eprintln!("{arch}: {masks} masks, top-1 agreement {top1_same}, min cosine {min_cos:.5}");
         // Hidden size 32, random weights: the coarsest case for 8-bit rows (a row has few values to
         // spread its error over); the base-size and real-model figures are in BENCHMARKS.md.
-        assert!(min_cos >= 0.93, "{arch}: cosine {min_cos}");
+        assert!(min_cos >= 0.96, "{arch}: cosine {min_cos}");
         assert!(
             top1_same * 10 >= masks * 8,
             "{arch}: top-1 {top1_same}/{masks}"

@@ -79,15 +79,11 @@ pub fn cpu_features() -> Vec<&'static str> {
     found
 }
 
-/// The kernel tract would run for an int8 matrix product of an encoder's shape on this CPU.
-/// TODO(int8): once int8 model files exist, `Model::kernels` lists it from the plan itself.
+/// The kernel int8 model files' encoder products run on this CPU (bertling's own: see
+/// `bertling::int8`); `Model::kernels` lists a given file's from its plan.
 pub fn int8_kernel() -> Option<String> {
-    use tract_nnef::tract_core::prelude::DatumType;
-    use tract_nnef::tract_core::tract_linalg::{mmm::Query, MmmDispatch};
-    let query = Query::plain(DatumType::I32, Some(768), Some(768), Some(16));
-    MmmDispatch::native()
-        .pick(&query)
-        .map(|(kernel, _, _)| kernel.name().to_string())
+    use bertling::int8::{packed, wide};
+    Some(packed::kernel_name(wide::ACT_MAX_DEFAULT).to_string())
 }
 
 fn cpu_part() -> Option<String> {

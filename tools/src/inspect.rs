@@ -17,7 +17,7 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
             .collect();
         let v = serde_json::json!({
             "file_bytes": bytes.len(),
-            "format_version": bertling::format::FORMAT_VERSION,
+            "format_version": file.version,
             "bertling_version": m.bertling_version,
             "tract_version": m.tract_version,
             "architecture": m.architecture.model_type(),
@@ -40,7 +40,7 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
         "file          {} ({} bytes, format version {})",
         path.display(),
         bytes.len(),
-        bertling::format::FORMAT_VERSION
+        file.version
     );
     println!(
         "made by       bertling {} with tract {}",

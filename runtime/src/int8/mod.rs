@@ -1,29 +1,36 @@
 //! int8 matrix products: the operator int8 model files use, and its kernels.
 //!
 //! [`Int8Linear`] computes `y = x · Wᵀ` for f32 activations `x` (`[..., K]`) and a weight stored as
-//! i8 codes `[N, K]` with one f32 scale per output channel (`W ≈ codes · scale`):
+//! i8 codes with one f32 scale per output channel (`W ≈ codes · scale`):
 //!
-//! 1. each row of `x` is quantized on the fly to codes in `[-127, 127]` with its own scale
-//!    (`max |x| / 127`);
-//! 2. `Σ_k` of code products is computed exactly in i32 ([`kernel::gemm_i8`]: AVX2, NEON or
-//!    portable);
+//! 1. each row of `x` is quantized on the fly, symmetric, with its own scale (`max |x| / qmax`),
+//!    to codes in `[-qmax, qmax]`: `qmax` is the operator's `activation_max`, 2047 (12 bits) in
+//!    files made by this version ([`wide::act_max`] bounds it so no i32 sum can overflow);
+//! 2. `Σ_k` of code products is computed exactly in i32 by bertling's kernels (AVX2, NEON or
+//!    portable: identical sums on every CPU);
 //! 3. the sum is scaled back by the row's and the channel's scales.
 //!
+//! Weights come in two layouts ([`Layout`]): `panels` ([`packed`]: 8 channels x 4 inputs
+//! interleaved, what the encoder's products use) and `rows` (`[N, K]` row-major: a tied output
+//! projection, whose codes are the word-embedding table's own rows, so the file stores them once).
 //! Both sides are symmetric (no zero points), so nothing per request depends on the weights alone:
-//! no column sums, no casts, no packing; the stored `[N, K]` codes are what the kernels read.
+//! no column sums, no casts, no packing at run time.
 //!
-//! In NNEF it is `bertling_linear_i8(input, weight, scale)` in the `bertling` registry. tract's own
-//! integer matrix product was measured 40x slower than its f32 one on AVX2 (tract 0.23.9), which is
-//! why bertling carries its own kernels.
+//! In NNEF it is `bertling_linear_i8(input, weight, scale, activation_max, layout, channels)` in
+//! the `bertling` registry; format-2 files, which had none of the attributes, mean `127` and `"rows"`
+//! (8-bit activations, [`kernel`]). tract's own integer matrix product was measured 40x slower than
+//! its f32 one on AVX2 (tract 0.23.9), which is why bertling carries its own kernels.
 
 pub mod kernel;
+pub mod packed;
+pub mod wide;
 
 use std::cell::RefCell;
 
 use tract_core::internal::*;
 use tract_linalg::multithread::{current_tract_executor, Executor};
 use tract_nnef::internal::*;
-use tract_nnef::ser::invocation;
+use tract_nnef::ser::{invocation, numeric, string};
 
 /// NNEF name of [`Int8Linear`].
 pub const NNEF_NAME: &str = "bertling_linear_i8";
@@ -31,10 +38,111 @@ pub const NNEF_NAME: &str = "bertling_linear_i8";
 /// Below this many multiply-adds a product runs on one thread even with a thread pool.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
-/// `y = x · Wᵀ` with int8 weights `[N, K]` and per-row int8 activations; inputs
-/// `(x: f32 [..., K], codes: i8 [N, K], scales: f32 [N])`, output f32 `[..., N]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Int8Linear;
+/// How an [`Int8Linear`] weight's codes are laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// `[N, K]`, each output channel's codes contiguous.
+    #[default]
+    Rows,
+    /// `[⌈N/8⌉, ⌈K/4⌉, 32]`, with scales per channel and group of 64 inputs
+    /// (`[⌈N/8⌉, ⌈K'/64⌉, 8]`): see [`packed`].
+    Panels,
+}
+
+impl Layout {
+    /// The name in NNEF.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Rows => "rows",
+            Layout::Panels => "panels",
+        }
+    }
+
+    /// Parses the NNEF name.
+    pub fn parse(s: &str) -> TractResult<Layout> {
+        match s {
+            "rows" => Ok(Layout::Rows),
+            "panels" => Ok(Layout::Panels),
+            _ => bail!("unknown int8 weight layout {s:?} (known: \"rows\", \"panels\")"),
+        }
+    }
+}
+
+/// `y = x · Wᵀ` with int8 weights and per-row quantized activations; inputs
+/// `(x: f32 [..., K], codes: i8 (see [`Layout`]), scales: f32 [N])`, output f32 `[..., N]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Int8Linear {
+    /// The weight codes' layout.
+    pub layout: Layout,
+    /// The largest activation code (127: 8-bit activations; 2047: 12-bit).
+    pub act_max: i32,
+    /// N, the output channels, for [`Layout::Panels`] (whose padded shapes do not tell it); 0 for
+    /// [`Layout::Rows`], where the scales' length is N.
+    pub channels: usize,
+}
+
+impl Default for Int8Linear {
+    /// What format-2 files meant: row-major weights, 8-bit activations.
+    fn default() -> Self {
+        Int8Linear {
+            layout: Layout::Rows,
+            act_max: kernel::QMAX as i32,
+            channels: 0,
+        }
+    }
+}
+
+impl Int8Linear {
+    /// The kernel this operator runs on this CPU.
+    pub fn kernel_name(&self) -> &'static str {
+        match (self.layout, self.act_max <= kernel::QMAX as i32) {
+            (Layout::Panels, _) => packed::kernel_name(self.act_max),
+            (Layout::Rows, true) => kernel::kernel_name(),
+            (Layout::Rows, false) => wide::kernel_name(),
+        }
+    }
+
+    /// `(N, K)` from the weight's and the scales' shapes and `x`'s last axis, after checking they
+    /// agree.
+    fn dims(&self, w: &[usize], s: &[usize], k: usize) -> TractResult<(usize, usize)> {
+        let n = match self.layout {
+            Layout::Rows => {
+                ensure!(
+                    s.len() == 1,
+                    "Int8Linear: row-major scales must be [N], not {s:?}"
+                );
+                let n = s[0];
+                ensure!(
+                    w.len() == 2 && w[0] == n && w[1] == k,
+                    "Int8Linear: row-major weights {w:?} do not match {n} channels of K = {k}"
+                );
+                n
+            }
+            Layout::Panels => {
+                let n = self.channels;
+                ensure!(
+                    w.len() == 3
+                        && w[0] == packed::panels(n)
+                        && w[1] * packed::GROUP == packed::padded_k(k)
+                        && w[2] == packed::PANEL * packed::GROUP,
+                    "Int8Linear: panel weights {w:?} do not match {n} channels of K = {k}"
+                );
+                ensure!(
+                    s == [packed::panels(n), packed::scale_groups(k), packed::PANEL],
+                    "Int8Linear: panel scales {s:?} do not match {n} channels of K = {k}"
+                );
+                n
+            }
+        };
+        ensure!(
+            self.act_max >= 1 && self.act_max <= wide::act_max(k, i16::MAX as i32),
+            "Int8Linear: activation_max {} is out of range for K = {k} (at most {})",
+            self.act_max,
+            wide::act_max(k, i16::MAX as i32)
+        );
+        Ok((n, k))
+    }
+}
 
 impl Op for Int8Linear {
     fn name(&self) -> StaticName {
@@ -42,15 +150,29 @@ impl Op for Int8Linear {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("kernel: {}", kernel::kernel_name())])
+        Ok(vec![
+            format!("kernel: {}", self.kernel_name()),
+            format!(
+                "layout: {}, activation_max: {}",
+                self.layout.as_str(),
+                self.act_max
+            ),
+        ])
     }
 
     op_as_typed_op!();
 }
 
 thread_local! {
-    /// Activation codes and row scales, reused across calls: no allocation per request once warm.
-    static SCRATCH: RefCell<(Vec<i8>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Activation codes (8- or 16-bit) and row scales, reused across calls: no allocation per
+    /// request once warm.
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { i8: Vec::new(), i16: Vec::new(), scales: Vec::new() }) };
+}
+
+struct Scratch {
+    i8: Vec<i8>,
+    i16: Vec<i16>,
+    scales: Vec<f32>,
 }
 
 /// A raw output pointer that threads write disjoint columns through.
@@ -74,77 +196,101 @@ impl Int8Linear {
     fn compute(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         ensure!(inputs.len() == 3, "Int8Linear takes three inputs");
         let (xt, wt, st) = (&inputs[0], &inputs[1], &inputs[2]);
-        ensure!(wt.rank() == 2, "Int8Linear weights must be [N, K]");
-        let (n, k) = (wt.shape()[0], wt.shape()[1]);
-        ensure!(
-            xt.rank() >= 1 && xt.shape()[xt.rank() - 1] == k,
-            "Int8Linear: input {:?} does not end with K = {k}",
-            xt.shape()
-        );
+        ensure!(xt.rank() >= 1, "Int8Linear: input must have a K axis");
         let x = xt.try_as_plain_ram()?.as_slice::<f32>()?;
         let w = wt.try_as_plain_ram()?.as_slice::<i8>()?;
         let scales = st.try_as_plain_ram()?.as_slice::<f32>()?;
-        ensure!(
-            scales.len() == n,
-            "Int8Linear: {} scales for {n} channels",
-            scales.len()
-        );
+        let (n, k) = self.dims(wt.shape(), st.shape(), xt.shape()[xt.rank() - 1])?;
         let rows = x.len().checked_div(k).unwrap_or(0);
         let mut shape: TVec<usize> = xt.shape().into();
         *shape.last_mut().unwrap() = n;
+        if k == 0 {
+            return Ok(tvec!(Tensor::zero::<f32>(&shape)?.into_tvalue()));
+        }
         // SAFETY: f32 has no invalid bit patterns, and the kernels write every element below
         // (all rows, every column range) before anyone reads it.
         let mut out = unsafe { Tensor::uninitialized::<f32>(&shape)? };
         {
             let mut view = out.try_as_plain_ram_mut()?;
             let y = view.as_slice_mut::<f32>()?;
-            SCRATCH.with_borrow_mut(|(codes, row_scales)| {
-                codes.resize(rows * k, 0);
-                row_scales.resize(rows, 0.0);
-                kernel::quantize_rows(x, k.max(1), codes, row_scales);
-                let pool = match current_tract_executor() {
-                    #[allow(unreachable_patterns)]
-                    Executor::MultiThread(pool) if rows * n * k >= PARALLEL_MIN_MACS => Some(pool),
-                    _ => None,
-                };
-                match pool {
-                    None => kernel::gemm_i8(codes, row_scales, w, scales, k, rows, (0, n), y, n),
-                    Some(pool) => {
-                        let threads = pool.current_num_threads().max(1);
-                        // Column ranges of whole 4-channel blocks, one per thread.
-                        let per = n.div_ceil(threads).div_ceil(4) * 4;
-                        let ptr = OutPtr(y.as_mut_ptr(), y.len());
-                        let (codes, row_scales) = (&codes[..], &row_scales[..]);
-                        pool.scope(|s| {
-                            for t in 0..threads {
-                                let (n0, n1) = ((t * per).min(n), ((t + 1) * per).min(n));
-                                if n0 == n1 {
-                                    continue;
-                                }
-                                s.spawn(move |_| {
-                                    let ptr = ptr;
-                                    // SAFETY: the tasks write disjoint column ranges of `y`,
-                                    // which outlives the scope.
-                                    let y = unsafe { std::slice::from_raw_parts_mut(ptr.0, ptr.1) };
-                                    kernel::gemm_i8(
-                                        codes,
-                                        row_scales,
-                                        w,
-                                        scales,
-                                        k,
-                                        rows,
-                                        (n0, n1),
-                                        y,
-                                        n,
-                                    );
-                                });
-                            }
-                        });
-                    }
-                }
-            });
+            SCRATCH.with_borrow_mut(|scratch| self.run(scratch, x, w, scales, (rows, n, k), y));
         }
         Ok(tvec!(out.into_tvalue()))
+    }
+
+    /// Quantizes `x` into the scratch codes and runs the kernel, on the thread pool when there is
+    /// one and the product is large enough.
+    fn run(
+        &self,
+        scratch: &mut Scratch,
+        x: &[f32],
+        w: &[i8],
+        scales: &[f32],
+        (rows, n, k): (usize, usize, usize),
+        y: &mut [f32],
+    ) {
+        scratch.scales.resize(rows, 0.0);
+        let narrow = self.layout == Layout::Rows && self.act_max <= kernel::QMAX as i32;
+        // Units the work is split in: panels of 8 channels, or blocks of 4 rows of weights.
+        let units = match self.layout {
+            Layout::Panels => {
+                scratch.i16.resize(rows * packed::padded_k(k), 0);
+                packed::quantize_rows(x, k, self.act_max, &mut scratch.i16, &mut scratch.scales);
+                packed::panels(n)
+            }
+            Layout::Rows if narrow => {
+                scratch.i8.resize(rows * k, 0);
+                kernel::quantize_rows(x, k, &mut scratch.i8, &mut scratch.scales);
+                n.div_ceil(4)
+            }
+            Layout::Rows => {
+                scratch.i16.resize(rows * k, 0);
+                wide::quantize_rows(x, k, self.act_max, &mut scratch.i16, &mut scratch.scales);
+                n.div_ceil(4)
+            }
+        };
+        let (c8, c16, xs) = (&scratch.i8[..], &scratch.i16[..], &scratch.scales[..]);
+        // Units u0..u1 into the output behind `ptr`.
+        let part = |(u0, u1): (usize, usize), y: &mut [f32]| match self.layout {
+            Layout::Panels => {
+                packed::gemm(c16, xs, self.act_max, w, scales, k, n, rows, (u0, u1), y, n)
+            }
+            Layout::Rows => {
+                let cols = ((u0 * 4).min(n), (u1 * 4).min(n));
+                if narrow {
+                    kernel::gemm_i8(c8, xs, w, scales, k, rows, cols, y, n)
+                } else {
+                    wide::gemm(c16, xs, w, scales, k, rows, cols, y, n)
+                }
+            }
+        };
+        let pool = match current_tract_executor() {
+            #[allow(unreachable_patterns)]
+            Executor::MultiThread(pool) if rows * n * k >= PARALLEL_MIN_MACS => Some(pool),
+            _ => None,
+        };
+        let Some(pool) = pool else {
+            return part((0, units), y);
+        };
+        let threads = pool.current_num_threads().max(1);
+        let per = units.div_ceil(threads);
+        let ptr = OutPtr(y.as_mut_ptr(), y.len());
+        pool.scope(|s| {
+            for t in 0..threads {
+                let (u0, u1) = ((t * per).min(units), ((t + 1) * per).min(units));
+                if u0 == u1 {
+                    continue;
+                }
+                let part = &part;
+                s.spawn(move |_| {
+                    let ptr = ptr;
+                    // SAFETY: the tasks write disjoint column ranges of `y`, which outlives the
+                    // scope.
+                    let y = unsafe { std::slice::from_raw_parts_mut(ptr.0, ptr.1) };
+                    part((u0, u1), y);
+                });
+            }
+        });
     }
 }
 
@@ -157,39 +303,66 @@ impl TypedOp for Int8Linear {
             "Int8Linear input must be f32"
         );
         ensure!(
-            w.datum_type == i8::datum_type() && w.rank() == 2,
-            "Int8Linear weights must be i8 [N, K]"
+            w.datum_type == i8::datum_type(),
+            "Int8Linear weights must be i8"
         );
         ensure!(
-            s.datum_type == f32::datum_type() && s.rank() == 1 && s.shape[0] == w.shape[0],
-            "Int8Linear scales must be f32 [N]"
+            s.datum_type == f32::datum_type(),
+            "Int8Linear scales must be f32"
         );
-        ensure!(
-            x.rank() >= 1 && x.shape[x.rank() - 1] == w.shape[1],
-            "Int8Linear input {:?} does not end with K = {:?}",
-            x.shape,
-            w.shape[1]
-        );
+        ensure!(x.rank() >= 1, "Int8Linear: input must have a K axis");
+        let k = x.shape[x.rank() - 1]
+            .to_usize()
+            .context("Int8Linear: K must be known")?;
+        let known = |f: &TypedFact, what: &str| -> TractResult<TVec<usize>> {
+            f.shape
+                .iter()
+                .map(|d| d.to_usize().map_err(|e| anyhow!("{e:?}")))
+                .collect::<TractResult<_>>()
+                .with_context(|| format!("Int8Linear: the {what}' shape must be known"))
+        };
+        let (n, _) = self.dims(&known(w, "weights")?, &known(s, "scales")?, k)?;
         let mut shape: TVec<TDim> = x.shape.iter().cloned().collect();
-        *shape.last_mut().unwrap() = w.shape[0].clone();
+        *shape.last_mut().unwrap() = n.to_dim();
         Ok(tvec!(f32::fact(shape)))
     }
 
     as_op!();
 }
 
-fn dump(ast: &mut IntoAst, node: &TypedNode, _op: &Int8Linear) -> TractResult<Option<Arc<RValue>>> {
+fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Option<Arc<RValue>>> {
     let input = ast.mapping[&node.inputs[0]].clone();
     let weight = ast.mapping[&node.inputs[1]].clone();
     let scale = ast.mapping[&node.inputs[2]].clone();
-    Ok(Some(invocation(NNEF_NAME, &[input, weight, scale], &[])))
+    Ok(Some(invocation(
+        NNEF_NAME,
+        &[input, weight, scale],
+        &[
+            ("activation_max", numeric(op.act_max)),
+            ("layout", string(op.layout.as_str())),
+            ("channels", numeric(op.channels)),
+        ],
+    )))
 }
 
 fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
     let input = invocation.named_arg_as(builder, "input")?;
     let weight = invocation.named_arg_as(builder, "weight")?;
     let scale = invocation.named_arg_as(builder, "scale")?;
-    builder.wire(Int8Linear, &[input, weight, scale])
+    let act_max: i64 = invocation.named_arg_as(builder, "activation_max")?;
+    let layout: String = invocation.named_arg_as(builder, "layout")?;
+    let channels: i64 = invocation.named_arg_as(builder, "channels")?;
+    let op = Int8Linear {
+        layout: Layout::parse(&layout)?,
+        act_max: i32::try_from(act_max)
+            .ok()
+            .filter(|&a| a >= 1)
+            .with_context(|| format!("Int8Linear: activation_max {act_max} is out of range"))?,
+        channels: usize::try_from(channels)
+            .ok()
+            .with_context(|| format!("Int8Linear: channels {channels} is out of range"))?,
+    };
+    builder.wire(op, &[input, weight, scale])
 }
 
 /// Adds the operator to a registry.
@@ -201,6 +374,11 @@ pub fn register(registry: &mut Registry) {
             TypeName::Scalar.tensor().named("input"),
             TypeName::Integer.tensor().named("weight"),
             TypeName::Scalar.tensor().named("scale"),
+            // Absent in format-2 files: 8-bit activations, row-major weights.
+            TypeName::Integer.named("activation_max").default(127),
+            TypeName::String.named("layout").default("rows"),
+            // N for "panels" (0 for "rows").
+            TypeName::Integer.named("channels").default(0),
         ],
         &[("output", TypeName::Scalar.tensor())],
         load,

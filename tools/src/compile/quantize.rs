@@ -2,22 +2,28 @@
 //!
 //! Every matrix product with a constant weight (`x · W`, an [`EinSum`] with one constant input)
 //! becomes one [`Int8Linear`] node (see `bertling::int8`): the weight is quantized here, per output
-//! channel (`s_W = max_k |W| / 127`, codes `round(W / s_W)`), and stored as i8 codes laid out
-//! `[N, K]` (the layout the kernels read) plus an f32 vector of scales; at run time each row of `x`
-//! is quantized with its own scale, the code products are summed exactly in i32 and scaled back.
-//! Both sides are symmetric (zero point 0), so nothing per request depends on the weights alone.
+//! channel (`s_W = max_k |W| / 127`, codes `round(W / s_W)`), and stored as i8 codes pre-packed in
+//! the panel layout the kernels read (`bertling::int8::packed`) plus an f32 vector of scales; at run
+//! time each row of `x` is quantized to 12-bit codes with its own scale
+//! (`activation_max` = [`ACT_MAX_DEFAULT`], lowered for very long K so no i32 sum can overflow), the
+//! code products are summed exactly in i32 and scaled back. Both sides are symmetric (zero point 0),
+//! so nothing per request depends on the weights alone.
 //!
 //! Embedding tables read with a `Gather` (word embeddings) are stored as i8 rows with one scale per
-//! row: a lookup gathers the i8 rows and their scales and multiplies. Since a tied output projection's
-//! weight is the embedding table itself, laid out `[vocab, hidden]` either way, and its output
-//! channels are the table's rows, the head's i8 decoder weight has the same bytes as the encoder's
-//! i8 word embeddings: the file's tensor store keeps one copy.
+//! row: a lookup gathers the i8 rows and their scales and multiplies. A tied output projection's
+//! weight is the embedding table itself (`[vocab, hidden]`, its output channels the table's rows):
+//! that product keeps the row-major layout, so its codes are the same bytes as the i8 word
+//! embeddings and the file's tensor store keeps one copy. It runs only at the masked positions, a
+//! few rows, where the layout matters little.
 //!
 //! Products of two activations (attention scores, attention-weighted values), LayerNorm, softmax,
 //! GELU, biases and small embeddings stay in f32.
 
 use anyhow::{Context, Result};
-use bertling::int8::Int8Linear;
+use bertling::int8::wide::{act_max, ACT_MAX_DEFAULT};
+use bertling::int8::{packed, Int8Linear, Layout};
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::Gather;
 use tract_onnx::tract_core::ops::cast::cast;
@@ -84,6 +90,7 @@ pub fn quantize_rows(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Qu
 pub fn quantize(model: &TypedModel) -> Result<(TypedModel, QuantizeReport)> {
     let mut model = model.clone();
     let mut report = QuantizeReport::default();
+    let tables = embedding_tables(&model)?;
     let order = model.eval_order()?;
     for id in order {
         let node = model.node(id);
@@ -92,7 +99,7 @@ pub fn quantize(model: &TypedModel) -> Result<(TypedModel, QuantizeReport)> {
                 continue;
             }
             let op = op.clone();
-            match einsum_patch(&model, id, &op)? {
+            match einsum_patch(&model, id, &op, &tables)? {
                 Some(patch) => {
                     patch.apply(&mut model)?;
                     report.matmuls += 1;
@@ -124,11 +131,55 @@ pub fn quantize(model: &TypedModel) -> Result<(TypedModel, QuantizeReport)> {
     Ok((model, report))
 }
 
+/// A fingerprint of an f32 matrix: its shape and a hash of its bits.
+fn fingerprint(rows: usize, cols: usize, data: &[f32]) -> (usize, usize, u64) {
+    let mut h = DefaultHasher::new();
+    for v in data {
+        v.to_bits().hash(&mut h);
+    }
+    (rows, cols, h.finish())
+}
+
+/// Fingerprints of the tables that [`gather_patch`] will store as i8 rows: a matrix product whose
+/// `[N, K]` weight is one of them is a tied projection.
+fn embedding_tables(model: &TypedModel) -> Result<HashSet<(usize, usize, u64)>> {
+    let mut out = HashSet::new();
+    for node in &model.nodes {
+        let Some(op) = node.op_as::<Gather>() else {
+            continue;
+        };
+        let Some(table) = model.outlet_fact(node.inputs[0])?.konst.clone() else {
+            continue;
+        };
+        if is_quantized_table(op, &table) {
+            let view = table.to_plain_array_view::<f32>()?;
+            let view = view.as_standard_layout();
+            let flat = view.as_slice().context("standard layout is contiguous")?;
+            out.insert(fingerprint(table.shape()[0], table.shape()[1], flat));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether [`gather_patch`] stores this lookup's table as i8 rows.
+fn is_quantized_table(op: &Gather, table: &Tensor) -> bool {
+    op.axis == 0
+        && op.output_type.is_none()
+        && table.rank() == 2
+        && table.datum_type() == f32::datum_type()
+        && table.shape()[0] >= MIN_EMBEDDING_ROWS
+}
+
 /// Rewrites `x · W` (one f32 input constant) as an i8 product; `None` when the node is not of the
 /// form this pass handles: the weight's axes are one output-channel axis `n` (in the output, not in
 /// `x`) and contracted axes (in `x` once, not in the output); `x`'s other axes are rows (in the
 /// output, in the same order) or of size 1.
-fn einsum_patch(model: &TypedModel, id: usize, op: &EinSum) -> Result<Option<TypedModelPatch>> {
+fn einsum_patch(
+    model: &TypedModel,
+    id: usize,
+    op: &EinSum,
+    tables: &HashSet<(usize, usize, u64)>,
+) -> Result<Option<TypedModelPatch>> {
     let node = model.node(id);
     let facts = model.node_input_facts(id)?;
     if op.operating_dt != f32::datum_type()
@@ -186,7 +237,6 @@ fn einsum_patch(model: &TypedModel, id: usize, op: &EinSum) -> Result<Option<Typ
     let n = w.shape()[n_in_w];
     let k = w.len() / n.max(1);
     let flat = wv.as_slice().context("standard layout is contiguous")?;
-    let q = quantize_rows(n, k, |r, c| flat[r * k + c]);
     // The fused int8 operator wants x's contracted axes last, in the weight's order, and n last in
     // the output.
     let xr = x_labels.len();
@@ -198,8 +248,34 @@ fn einsum_patch(model: &TypedModel, id: usize, op: &EinSum) -> Result<Option<Typ
     if !trailing || n_in_out + 1 != out_labels.len() {
         return Ok(None);
     }
-    let codes = q.codes; // [n, k] with k the contracted axes flattened in x's order
-
+    // [n, k] with k the contracted axes flattened in x's order. A tied projection keeps the
+    // embedding table's row-major bytes; everything else gets the panel layout.
+    let tied = tables.contains(&fingerprint(n, k, flat));
+    // Codes and scales: a tied projection keeps the embedding table's row-major bytes and one
+    // scale per channel; everything else gets panels with a scale per channel and 64 inputs,
+    // stored as f16 (a cast the loader folds back into f32).
+    let (codes, scales, layout) = if tied {
+        let q = quantize_rows(n, k, |r, c| flat[r * k + c]);
+        let codes = q.codes;
+        let scales = Tensor::from_shape(&[n], &q.scales)?;
+        (codes, scales, Layout::Rows)
+    } else {
+        let (panels, scales) = packed::quantize_weight(flat, n, k, |s| f16::from_f32(s).to_f32());
+        let shape = [
+            packed::panels(n),
+            packed::padded_k(k) / packed::GROUP,
+            packed::PANEL * packed::GROUP,
+        ];
+        let codes = Tensor::from_shape(&shape, &panels)?;
+        let scales: Vec<f16> = scales.iter().map(|&s| f16::from_f32(s)).collect();
+        let shape = [packed::panels(n), packed::scale_groups(k), packed::PANEL];
+        (codes, Tensor::from_shape(&shape, &scales)?, Layout::Panels)
+    };
+    let op = Int8Linear {
+        layout,
+        act_max: act_max(k, ACT_MAX_DEFAULT),
+        channels: if tied { 0 } else { n },
+    };
     let name = &node.name;
     let mut patch = TypedModelPatch::new(format!("quantize {name}"));
     let mut x = patch.tap_model(model, node.inputs[x_slot])?;
@@ -212,11 +288,15 @@ fn einsum_patch(model: &TypedModel, id: usize, op: &EinSum) -> Result<Option<Typ
         )?[0];
     }
     let wq = patch.add_const(format!("{name}.weight_i8"), codes)?;
-    let ws = patch.add_const(
-        format!("{name}.weight_scale"),
-        Tensor::from_shape(&[n], &q.scales)?,
-    )?;
-    let mut y = patch.wire_node(format!("{name}.int8"), Int8Linear, &[x, wq, ws])?[0];
+    let mut ws = patch.add_const(format!("{name}.weight_scale"), scales)?;
+    if layout == Layout::Panels {
+        ws = patch.wire_node(
+            format!("{name}.weight_scale_f32"),
+            cast(f32::datum_type()),
+            &[ws],
+        )?[0];
+    }
+    let mut y = patch.wire_node(format!("{name}.int8"), op, &[x, wq, ws])?[0];
     // [x's leading axes..., n] -> the output's layout: drop x's size-1 axes the output lacks, add
     // the output's own size-1 axes.
     let mut drop = dropped.clone();
@@ -246,12 +326,7 @@ fn gather_patch(model: &TypedModel, id: usize, op: &Gather) -> Result<Option<Typ
     let Some(table) = facts[0].konst.clone() else {
         return Ok(None);
     };
-    if op.axis != 0
-        || op.output_type.is_some()
-        || table.rank() != 2
-        || table.datum_type() != f32::datum_type()
-        || table.shape()[0] < MIN_EMBEDDING_ROWS
-    {
+    if !is_quantized_table(op, &table) {
         return Ok(None);
     }
     let (rows, width) = (table.shape()[0], table.shape()[1]);
