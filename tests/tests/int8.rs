@@ -85,3 +85,22 @@ fn int8_tensors_take_about_a_quarter_of_fp32() {
         assert!(a <= 0.35 * b, "{arch}: int8 tensors {a} bytes, fp32 {b}");
     }
 }
+
+#[test]
+fn a_tied_output_projection_shares_the_word_embeddings_bytes() {
+    // The four families tie the vocabulary projection to the word embeddings: in an int8 file the
+    // projection (in the head) reads the i8 table the encoder's lookup reads, stored once. A
+    // second copy (say, in another layout) would be a second blob about as large as the table.
+    for arch in ARCHS {
+        let bytes = std::fs::read(compiled_int8(arch)).unwrap();
+        let file = ModelFile::parse(&bytes).unwrap();
+        let mut sizes: Vec<u64> = file.manifest.tensors.iter().map(|b| b.len).collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        assert!(
+            sizes[1] * 10 < sizes[0] * 9,
+            "{arch}: the two largest tensors are {} and {} bytes",
+            sizes[0],
+            sizes[1]
+        );
+    }
+}

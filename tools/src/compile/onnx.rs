@@ -9,7 +9,7 @@ use bertling::format::{InputKind, Precision, TensorBlob};
 use bertling::graph::TensorStoreWriter;
 use tract_onnx::prelude::*;
 
-use super::quantize::{quantize, QuantizeReport};
+use super::quantize::{embedding_tables, quantize, QuantizeReport};
 use super::Export;
 
 /// The name of the symbolic sequence length in stored graphs.
@@ -117,11 +117,18 @@ impl GraphBuild {
         }
         let mut store = TensorStoreWriter::default();
         let mut quantized = QuantizeReport::default();
+        // Looked up in the whole graph: after the split, the word embeddings are in the encoder
+        // and the tied projection in the head.
+        let tables = match precision {
+            Precision::Int8 => embedding_tables(&typed).context("finding the embedding tables")?,
+            Precision::F32 => Default::default(),
+        };
         let mut write = |m: &TypedModel| -> Result<Vec<u8>> {
             let m = match precision {
                 Precision::F32 => m.clone(),
                 Precision::Int8 => {
-                    let (q, report) = quantize(m).context("quantizing the graph to int8")?;
+                    let (q, report) =
+                        quantize(m, &tables).context("quantizing the graph to int8")?;
                     quantized += report;
                     q
                 }

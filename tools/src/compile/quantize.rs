@@ -87,10 +87,11 @@ pub fn quantize_rows(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Qu
 }
 
 /// Quantizes every constant-weight matrix product and every large embedding lookup of `model`.
-pub fn quantize(model: &TypedModel) -> Result<(TypedModel, QuantizeReport)> {
+/// `tables` are the [`embedding_tables`] of the whole model `model` is a part of (the encoder
+/// holds the lookup, the head the tied projection).
+pub fn quantize(model: &TypedModel, tables: &Tables) -> Result<(TypedModel, QuantizeReport)> {
     let mut model = model.clone();
     let mut report = QuantizeReport::default();
-    let tables = embedding_tables(&model)?;
     let order = model.eval_order()?;
     for id in order {
         let node = model.node(id);
@@ -99,7 +100,7 @@ pub fn quantize(model: &TypedModel) -> Result<(TypedModel, QuantizeReport)> {
                 continue;
             }
             let op = op.clone();
-            match einsum_patch(&model, id, &op, &tables)? {
+            match einsum_patch(&model, id, &op, tables)? {
                 Some(patch) => {
                     patch.apply(&mut model)?;
                     report.matmuls += 1;
@@ -140,9 +141,12 @@ fn fingerprint(rows: usize, cols: usize, data: &[f32]) -> (usize, usize, u64) {
     (rows, cols, h.finish())
 }
 
+/// Fingerprints (shape, hash of the f32 bits) of embedding tables.
+pub type Tables = HashSet<(usize, usize, u64)>;
+
 /// Fingerprints of the tables that [`gather_patch`] will store as i8 rows: a matrix product whose
 /// `[N, K]` weight is one of them is a tied projection.
-fn embedding_tables(model: &TypedModel) -> Result<HashSet<(usize, usize, u64)>> {
+pub fn embedding_tables(model: &TypedModel) -> Result<Tables> {
     let mut out = HashSet::new();
     for node in &model.nodes {
         let Some(op) = node.op_as::<Gather>() else {
@@ -178,7 +182,7 @@ fn einsum_patch(
     model: &TypedModel,
     id: usize,
     op: &EinSum,
-    tables: &HashSet<(usize, usize, u64)>,
+    tables: &Tables,
 ) -> Result<Option<TypedModelPatch>> {
     let node = model.node(id);
     let facts = model.node_input_facts(id)?;
