@@ -307,8 +307,8 @@ impl TypedOp for Int8Linear {
             "Int8Linear weights must be i8"
         );
         ensure!(
-            s.datum_type == f32::datum_type(),
-            "Int8Linear scales must be f32"
+            s.datum_type == f32::datum_type() || s.datum_type == f16::datum_type(),
+            "Int8Linear scales must be f32 or f16"
         );
         ensure!(x.rank() >= 1, "Int8Linear: input must have a K axis");
         let k = x.shape[x.rank() - 1]
@@ -322,9 +322,40 @@ impl TypedOp for Int8Linear {
                 .with_context(|| format!("Int8Linear: the {what}' shape must be known"))
         };
         let (n, _) = self.dims(&known(w, "weights")?, &known(s, "scales")?, k)?;
+        if s.datum_type == f16::datum_type() {
+            ensure!(
+                s.konst.is_some(),
+                "Int8Linear: f16 scales must be a constant"
+            );
+        }
         let mut shape: TVec<TDim> = x.shape.iter().cloned().collect();
         *shape.last_mut().unwrap() = n.to_dim();
         Ok(tvec!(f32::fact(shape)))
+    }
+
+    /// Files store panel scales as f16: turn the constant into f32 once, when the graph is loaded
+    /// (so no request converts them).
+    fn declutter(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        let fact = model.outlet_fact(node.inputs[2])?;
+        let Some(scales) = fact
+            .konst
+            .as_ref()
+            .filter(|_| fact.datum_type == f16::datum_type())
+        else {
+            return Ok(None);
+        };
+        let scales = scales.cast_to::<f32>()?.into_owned();
+        let mut patch = TypedModelPatch::new(format!("f32 scales for {}", node.name));
+        let x = patch.tap_model(model, node.inputs[0])?;
+        let w = patch.tap_model(model, node.inputs[1])?;
+        let s = patch.add_const(format!("{}.scale_f32", node.name), scales)?;
+        let y = patch.wire_node(&node.name, self.clone(), &[x, w, s])?[0];
+        patch.shunt_outside(model, node.id.into(), y)?;
+        Ok(Some(patch))
     }
 
     as_op!();

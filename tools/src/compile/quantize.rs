@@ -257,7 +257,7 @@ fn einsum_patch(
     let tied = tables.contains(&fingerprint(n, k, flat));
     // Codes and scales: a tied projection keeps the embedding table's row-major bytes and one
     // scale per channel; everything else gets panels with a scale per channel and 64 inputs,
-    // stored as f16 (a cast the loader folds back into f32).
+    // stored as f16 (the operator turns them into f32 when the loader declutters the graph).
     let (codes, scales, layout) = if tied {
         let q = quantize_rows(n, k, |r, c| flat[r * k + c]);
         let codes = q.codes;
@@ -292,14 +292,7 @@ fn einsum_patch(
         )?[0];
     }
     let wq = patch.add_const(format!("{name}.weight_i8"), codes)?;
-    let mut ws = patch.add_const(format!("{name}.weight_scale"), scales)?;
-    if layout == Layout::Panels {
-        ws = patch.wire_node(
-            format!("{name}.weight_scale_f32"),
-            cast(f32::datum_type()),
-            &[ws],
-        )?[0];
-    }
+    let ws = patch.add_const(format!("{name}.weight_scale"), scales)?;
     let mut y = patch.wire_node(format!("{name}.int8"), op, &[x, wq, ws])?[0];
     // [x's leading axes..., n] -> the output's layout: drop x's size-1 axes the output lacks, add
     // the output's own size-1 axes.
