@@ -110,3 +110,73 @@ def evaluate_unigram(counts: np.ndarray, tok, val: dict) -> dict:
     c = np.where(alpha, counts, -1)
     top5 = np.argsort(-c)[:5]
     return score(np.tile(top5, (len(val["targets"]), 1)), val["targets"])
+
+
+def evaluate_bertling(run_bin: str, model_file: str, tok, val: dict) -> dict:
+    """The same targets through a compiled bertling file (``bertling-run fill-lines``: one load, one
+    JSON line per request): each target's sentence with that word replaced by the tokenizer's own
+    ``[MASK]`` text, tokenized by bertling; a target whose ids then differ from the reference
+    encoding (with ``[MASK]`` at the position) counts as wrong and is reported in ``id_mismatches``."""
+    import json
+    import subprocess
+    import threading
+
+    texts = []
+    for t in val["targets"]:
+        enc = tok.encode(t["text"])
+        a, b = enc.offsets[t["pos"]]
+        texts.append(t["text"][:a] + "[MASK]" + t["text"][b:])
+    p = subprocess.Popen([run_bin, "fill-lines", model_file, "-k", "5"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    feeder = threading.Thread(target=lambda: (p.stdin.write("".join(json.dumps(s) + "\n" for s in texts)),
+                                              p.stdin.close()))
+    feeder.start()
+    lines = [json.loads(line) for line in p.stdout]
+    feeder.join()
+    if p.wait() != 0 or len(lines) != len(texts):
+        raise RuntimeError(f"bertling-run fill-lines failed ({len(lines)} of {len(texts)} answers)")
+    res = np.full((len(texts), 5), -1, dtype=np.int64)
+    mismatches = 0
+    for k, (t, line) in enumerate(zip(val["targets"], lines)):
+        want = list(t["ids"])
+        want[t["pos"]] = MASK_ID
+        masks = line.get("masks", [])
+        if line.get("input_ids") != want or len(masks) != 1:
+            mismatches += 1
+            continue
+        res[k] = masks[0]["tokens"][:5]
+    out = score(res, val["targets"])
+    out["id_mismatches"] = mismatches
+    return out
+
+
+if __name__ == "__main__":
+    # Held-out quality of compiled default-model files against the ONNX export, on the same targets:
+    #   PYTHONPATH=models .venv/bin/python -m bertling_models.default_model_eval \
+    #       --text target/default-train/text --export target/models/default-export \
+    #       --file int8=target/models/default.bertling --file fp32=/tmp/default-fp32.bertling
+    import argparse
+    import os
+    import sys
+
+    from tokenizers import Tokenizer
+
+    from .default_model_train import load_split
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--text", required=True, help="the training text directory (with test.tsv)")
+    ap.add_argument("--export", required=True, help="the assembled export (model.onnx, tokenizer.json)")
+    ap.add_argument("--file", action="append", default=[], help="NAME=PATH of a compiled file")
+    ap.add_argument("--run-bin", default="target/release/bertling-run")
+    ap.add_argument("--targets", type=int, default=6000)
+    args = ap.parse_args()
+    tok = Tokenizer.from_file(os.path.join(args.export, "tokenizer.json"))
+    test = make_targets(load_split(os.path.join(args.text, "test.tsv")), tok, args.targets, seed=9001)
+    report = {"onnx fp32 (export)": evaluate_onnx(os.path.join(args.export, "model.onnx"), test)}
+    for spec in args.file:
+        name, path = spec.split("=", 1)
+        report[f"bertling {name}"] = evaluate_bertling(args.run_bin, path, tok, test)
+    for name, r in report.items():
+        extra = f", id mismatches {r['id_mismatches']}" if "id_mismatches" in r else ""
+        print(f"{name:22} {r['targets']} targets: top-1 {100 * r['top1']:.2f}%, top-5 {100 * r['top5']:.2f}%{extra}")
+    sys.exit(0)
