@@ -54,9 +54,10 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// bertling's own int8 products (`bertling::int8`): 8-bit activation codes (`kernel::gemm_i8`)
-/// and 12-bit ones (`wide::gemm`), each with the per-row quantization of the f32 activations that
-/// precedes it in a request; one thread.
+/// bertling's own int8 products (`bertling::int8`), each with the per-row quantization of the f32
+/// activations that precedes it in a request (and without it, `-gemm-only`); one thread: `panel`,
+/// what format 3 files run (12-bit activations, panel-packed weights, a scale per 64 inputs);
+/// `a12`, the row-major kernel of a tied output projection; `a8`, format 2's 8-bit kernel.
 fn bench_int8(c: &mut Criterion) {
     use bertling::int8::{kernel, packed, wide};
     let mut g = c.benchmark_group("encoder_matmul_int8");
@@ -99,23 +100,20 @@ fn bench_int8(c: &mut Criterion) {
                 })
             });
             let wp = packed::pack(&w, n, k);
+            let gs = vec![1e-3f32; packed::scales_len(n, k)];
             let mut codes_p = vec![0i16; seq * packed::padded_k(k)];
             g.bench_function(format!("panel/{what}/seq{seq}x{k}x{n}"), |b| {
                 b.iter(|| {
                     packed::quantize_rows(&x, k, qmax, &mut codes_p, &mut scales);
                     let p = (0, packed::panels(n));
-                    packed::gemm(
-                        &codes_p, &scales, qmax, &wp, &w_scale, k, n, seq, p, &mut out, n,
-                    );
+                    packed::gemm(&codes_p, &scales, qmax, &wp, &gs, k, n, seq, p, &mut out, n);
                     black_box(out[0])
                 })
             });
             g.bench_function(format!("panel-gemm-only/{what}/seq{seq}x{k}x{n}"), |b| {
                 b.iter(|| {
                     let p = (0, packed::panels(n));
-                    packed::gemm(
-                        &codes_p, &scales, qmax, &wp, &w_scale, k, n, seq, p, &mut out, n,
-                    );
+                    packed::gemm(&codes_p, &scales, qmax, &wp, &gs, k, n, seq, p, &mut out, n);
                     black_box(out[0])
                 })
             });

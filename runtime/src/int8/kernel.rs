@@ -1,5 +1,7 @@
-//! The int8 matrix kernels: `acc[m][n] = Σ_k x[m][k] · w[n][k]` over i8 codes in `[-127, 127]`,
-//! exactly, in i32; and the per-row quantization of activations that feeds them.
+//! The 8-bit-activation int8 kernels (format 2 files, `activation_max = 127`):
+//! `acc[m][n] = Σ_k x[m][k] · w[n][k]` over i8 codes in `[-127, 127]`, exactly, in i32; and the
+//! per-row quantization of activations that feeds them. Format 3 files use [`super::packed`] (and
+//! [`super::wide`] for a tied output projection).
 //!
 //! Weights are laid out `[N, K]`, each output channel's K codes contiguous: the layout the kernels
 //! read, so the file stores them ready to use (nothing is packed at load or per request). Activations
