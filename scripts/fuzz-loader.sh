@@ -11,8 +11,8 @@ mkdir -p "$corpus"
 cargo build -q -p bertling-tools --bin bertling
 for arch in albert distilbert bert roberta; do
     for p in fp32 int8; do
-        [ -f "$corpus/seed-$arch-$p.bertling" ] ||
-            target/debug/bertling compile "models/fixtures/$arch" -o "$corpus/seed-$arch-$p.bertling" --precision "$p" >/dev/null
+        # Rewritten every run, so the seeds are in the format this build writes.
+        target/debug/bertling compile "models/fixtures/$arch" -o "$corpus/seed-$arch-$p.bertling" --precision "$p" >/dev/null
     done
 done
 cd runtime/fuzz
