@@ -328,8 +328,8 @@ def render(results: dict, args, cmdline: str) -> str:
     m.append(f"- CPU: {env['cpu']} ({env['cores']} cores), {env['mem']}")
     m.append(f"- CPU flags: `{env['flags']}`")
     m.append(f"- Load average (1/5/15 min) before: {env['load_before']}; after: {env['load_after']}. "
-             "This machine is shared: other engineers built and trained on it during the run, so absolute "
-             "times are noisy and higher than on a quiet machine. **Compare ratios** (measured side by side, "
+             "The machine may be a shared virtual machine (its neighbours' load does not show in these "
+             "figures), so absolute times are noisy. **Compare ratios** (measured side by side, "
              "runs alternating between engines), not absolute times.")
     m.append(f"- Versions: bertling {env['bertling']}, tract 0.23.9, onnxruntime {env['onnxruntime']}, "
              f"torch {env['torch']}, transformers {env['transformers']}, Python {env['python']}")

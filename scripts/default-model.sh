@@ -20,12 +20,18 @@ export PYTHONPATH=models
 mkdir -p target/models
 export_dir=target/models/default-export
 inputs_hash="$(cat models/default-model/* models/bertling_models/default_model*.py | sha256sum | cut -d' ' -f1)"
+# The compiled file also depends on the compiler (a newer one may write a newer format).
+bin_hash="$(sha256sum "$bin" | cut -d' ' -f1)"
 if [ -f target/models/default.bertling ] && [ -f "$export_dir/.inputs" ] \
     && [ "$(cat "$export_dir/.inputs")" = "$inputs_hash" ]; then
-    echo "default model up to date: target/models/default.bertling"
-    exit 0
+    if [ -f target/models/.default.compiler ] && [ "$(cat target/models/.default.compiler)" = "$bin_hash" ]; then
+        echo "default model up to date: target/models/default.bertling"
+        exit 0
+    fi
+else
+    "$py" -m bertling_models assemble-default --out "$export_dir" --check
+    echo "$inputs_hash" > "$export_dir/.inputs"
 fi
-"$py" -m bertling_models assemble-default --out "$export_dir" --check
 "$bin" compile "$export_dir" -o target/models/default.bertling
-echo "$inputs_hash" > "$export_dir/.inputs"
+echo "$bin_hash" > target/models/.default.compiler
 echo "default model: target/models/default.bertling"
