@@ -279,6 +279,11 @@ mod avx2 {
         while kk < body {
             let mut wv = [_mm256_setzero_si256(); NB];
             for (j, v) in wv.iter_mut().enumerate() {
+                // A tied projection runs on a row or two against the whole vocabulary: reading
+                // the weights is the work, and the hardware prefetcher does not keep up with two
+                // interleaved rows (a 30522 x 768 product at one row: 2.9 -> 1.9 ms).
+                // (wrapping: the address may lie past the weights; a prefetch never faults)
+                _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(j * k + kk + 1024));
                 *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(j * k + kk) as *const __m128i));
             }
             for (i, row) in acc.iter_mut().enumerate() {
