@@ -415,3 +415,90 @@ pub fn register(registry: &mut Registry) {
         load,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A graph of one `Int8Linear` written to NNEF and read back, with the operator's attributes
+    /// removed from the text when `strip` (what a format 2 file holds).
+    fn round_trip(op: Int8Linear, strip: bool) -> TractResult<TypedModel> {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 5]))?;
+        let codes: Vec<i8> = (0..15).map(|i| (i * 17 % 255 - 127) as i8).collect();
+        let w = model.add_const("w", Tensor::from_shape(&[3, 5], &codes)?)?;
+        let s = model.add_const("s", Tensor::from_shape(&[3], &[0.5f32, 0.25, 2.0])?)?;
+        let y = model.wire_node("y", op, &[x, w, s])?;
+        model.select_output_outlets(&y)?;
+        let nnef = crate::graph::nnef();
+        let mut proto = tract_nnef::ser::to_proto_model(&nnef, &model)?;
+        let mut text = vec![];
+        tract_nnef::ast::dump::Dumper::new(&nnef, &mut text).document(&proto.doc)?;
+        let mut text = String::from_utf8(text)?;
+        if strip {
+            for attr in [
+                ", activation_max = 127",
+                ", layout = \"rows\"",
+                ", channels = 0",
+            ] {
+                ensure!(text.contains(attr), "{attr} not in {text}");
+                text = text.replace(attr, "");
+            }
+        }
+        proto.doc = tract_nnef::ast::parse::parse_document(&text)?;
+        nnef.model_for_proto_model(&proto)
+    }
+
+    #[test]
+    fn format_2_graphs_without_the_attributes_read_as_8_bit_rows() -> TractResult<()> {
+        let model = round_trip(Int8Linear::default(), true)?;
+        let ops: Vec<&Int8Linear> = model
+            .nodes
+            .iter()
+            .filter_map(|n| n.op_as::<Int8Linear>())
+            .collect();
+        assert_eq!(ops, [&Int8Linear::default()]);
+        assert_eq!(ops[0].act_max, 127);
+        assert_eq!(ops[0].layout, Layout::Rows);
+        // And it runs the 8-bit kernel: the same answer as the portable one.
+        let x = Tensor::from_shape(
+            &[2, 5],
+            &[0.5f32, -1.0, 0.25, 2.0, 0.0, 1.0, 1.0, -3.0, 0.5, 0.1],
+        )?;
+        let y = model.into_runnable()?.run(tvec!(x.clone().into_tvalue()))?;
+        let mut codes = [0i8; 10];
+        let mut xs = [0f32; 2];
+        let plain = x.try_as_plain_ram()?;
+        kernel::quantize_rows(plain.as_slice::<f32>()?, 5, &mut codes, &mut xs);
+        let w: Vec<i8> = (0..15).map(|i| (i * 17 % 255 - 127) as i8).collect();
+        let mut want = [0f32; 6];
+        kernel::portable(
+            &codes,
+            &xs,
+            &w,
+            &[0.5, 0.25, 2.0],
+            5,
+            2,
+            (0, 3),
+            &mut want,
+            3,
+        );
+        assert_eq!(y[0].try_as_plain_ram()?.as_slice::<f32>()?, &want);
+        Ok(())
+    }
+
+    #[test]
+    fn the_attributes_survive_a_round_trip() -> TractResult<()> {
+        let op = Int8Linear {
+            layout: Layout::Rows,
+            act_max: 2047,
+            channels: 0,
+        };
+        let model = round_trip(op.clone(), false)?;
+        assert!(model
+            .nodes
+            .iter()
+            .any(|n| n.op_as::<Int8Linear>() == Some(&op)));
+        Ok(())
+    }
+}
