@@ -105,10 +105,11 @@ pub fn gemm_i8(
     portable(x, x_scale, w, w_scale, k, rows, (n0, n1), out, ldo)
 }
 
-/// The reference implementation (and the fallback).
+/// The reference implementation (and the fallback), for 8-bit (`i8`) and 12-bit (`i16`)
+/// activation codes alike.
 #[allow(clippy::too_many_arguments)]
-pub fn portable(
-    x: &[i8],
+pub fn portable<X: Copy + Into<i32>>(
+    x: &[X],
     x_scale: &[f32],
     w: &[i8],
     w_scale: &[f32],
@@ -122,7 +123,7 @@ pub fn portable(
         let xr = &x[m * k..(m + 1) * k];
         for n in n0..n1 {
             let wr = &w[n * k..(n + 1) * k];
-            let acc: i32 = xr.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum();
+            let acc: i32 = xr.iter().zip(wr).map(|(&a, &b)| a.into() * b as i32).sum();
             out[m * ldo + n] = acc as f32 * x_scale[m] * w_scale[n];
         }
     }

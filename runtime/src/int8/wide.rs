@@ -143,28 +143,9 @@ pub fn gemm(
     portable(x, x_scale, w, w_scale, k, rows, (n0, n1), out, ldo)
 }
 
-/// The reference implementation (and the fallback).
-#[allow(clippy::too_many_arguments)]
-pub fn portable(
-    x: &[i16],
-    x_scale: &[f32],
-    w: &[i8],
-    w_scale: &[f32],
-    k: usize,
-    rows: usize,
-    (n0, n1): (usize, usize),
-    out: &mut [f32],
-    ldo: usize,
-) {
-    for m in 0..rows {
-        let xr = &x[m * k..(m + 1) * k];
-        for n in n0..n1 {
-            let wr = &w[n * k..(n + 1) * k];
-            let acc: i32 = xr.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum();
-            out[m * ldo + n] = acc as f32 * x_scale[m] * w_scale[n];
-        }
-    }
-}
+/// The reference implementation (and the fallback): the row-major reference, generic over the
+/// activation codes' type.
+pub use super::kernel::portable;
 
 /// How many weight rows (output channels) one pass over a block of activation rows visits: about
 /// 160 KiB of weights, so they stay in L2 while the activation rows stay in L1.
