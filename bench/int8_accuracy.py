@@ -32,6 +32,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "models"))
 
 from bertling_models import antiberty  # noqa: E402
+from bertling_models.fill_lines import fill_lines  # noqa: E402
 
 WORK = os.path.join(REPO, "target", "antiberty")
 ACCEPT_TOP1 = 0.99
@@ -71,17 +72,7 @@ def compile_model(binary: str, export: str, out: str, precision: str) -> float:
 
 def run_fill_lines(run_bin: str, model: str, texts: list[str], result: dict, key: str) -> None:
     """All texts through one ``bertling-run fill-lines`` process; result[key] = list of parsed lines."""
-    p = subprocess.Popen([run_bin, "fill-lines", model, "-k", "5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    feeder = threading.Thread(target=lambda: (p.stdin.write("".join(json.dumps(t) + "\n" for t in texts)),
-                                              p.stdin.close()))
-    feeder.start()
-    out = [json.loads(line) for line in p.stdout]
-    feeder.join()
-    err = p.stderr.read()
-    if p.wait() != 0 or len(out) != len(texts):
-        raise RuntimeError(f"fill-lines on {model}: exit {p.returncode}, {len(out)}/{len(texts)} lines\n{err}")
-    result[key] = out
+    result[key] = fill_lines(run_bin, model, texts)
 
 
 def torch_logits(export: str, id_lists: list[list[int]], positions: list[int]) -> np.ndarray:

@@ -117,24 +117,14 @@ def evaluate_bertling(run_bin: str, model_file: str, tok, val: dict) -> dict:
     JSON line per request): each target's sentence with that word replaced by the tokenizer's own
     ``[MASK]`` text, tokenized by bertling; a target whose ids then differ from the reference
     encoding (with ``[MASK]`` at the position) counts as wrong and is reported in ``id_mismatches``."""
-    import json
-    import subprocess
-    import threading
+    from .fill_lines import fill_lines
 
     texts = []
     for t in val["targets"]:
         enc = tok.encode(t["text"])
         a, b = enc.offsets[t["pos"]]
         texts.append(t["text"][:a] + "[MASK]" + t["text"][b:])
-    p = subprocess.Popen([run_bin, "fill-lines", model_file, "-k", "5"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
-    feeder = threading.Thread(target=lambda: (p.stdin.write("".join(json.dumps(s) + "\n" for s in texts)),
-                                              p.stdin.close()))
-    feeder.start()
-    lines = [json.loads(line) for line in p.stdout]
-    feeder.join()
-    if p.wait() != 0 or len(lines) != len(texts):
-        raise RuntimeError(f"bertling-run fill-lines failed ({len(lines)} of {len(texts)} answers)")
+    lines = fill_lines(run_bin, model_file, texts)
     res = np.full((len(texts), 5), -1, dtype=np.int64)
     mismatches = 0
     for k, (t, line) in enumerate(zip(val["targets"], lines)):
