@@ -2,6 +2,7 @@
 
 mod export;
 pub mod fuse;
+mod mask;
 mod onnx;
 pub mod quantize;
 pub mod split;

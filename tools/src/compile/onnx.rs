@@ -30,8 +30,9 @@ pub struct GraphBuild {
     pub tensor_table: Vec<TensorBlob>,
     /// What int8 quantization did (all zero for fp32).
     pub quantized: QuantizeReport,
-    /// The decluttered model, kept to check the written file against.
+    /// The decluttered model, kept to check the written file against, and its inputs.
     typed: TypedModel,
+    reference_inputs: Vec<InputKind>,
 }
 
 /// How a compiled graph compares with the export on the probe sentence.
@@ -98,6 +99,16 @@ impl GraphBuild {
         })?;
         // The check at the end runs the graph as decluttered, before our own rewrites.
         let reference = typed.clone();
+        let reference_inputs = inputs.clone();
+        let mut inputs = inputs;
+        match super::mask::fold_attention_mask(&mut typed, &mut inputs) {
+            Ok(fold) => tracing::debug!("attention mask: {fold:?}"),
+            Err(e) => {
+                tracing::warn!("the attention mask stays an input: {e:#}");
+                typed = reference.clone();
+                inputs = reference_inputs.clone();
+            }
+        }
         let gelus = super::fuse::fuse_gelu_tanh(&mut typed).context("fusing GELU")?;
         if gelus > 0 {
             tracing::debug!("{gelus} tanh GELUs fused");
@@ -162,6 +173,7 @@ impl GraphBuild {
             tensor_table,
             quantized,
             typed: reference,
+            reference_inputs,
         })
     }
 
@@ -190,7 +202,7 @@ impl GraphBuild {
             let type_ids = enc
                 .map(|e| e.get_type_ids().to_vec())
                 .unwrap_or_else(|_| vec![0; ids.len()]);
-            let inputs = bertling::graph::input_tensors(&self.inputs, &ids, &type_ids)?;
+            let inputs = bertling::graph::input_tensors(&self.reference_inputs, &ids, &type_ids)?;
             Ok(plan.run(inputs)?.remove(0).into_tensor())
         })?;
         let reference = reference.try_as_plain_ram()?.as_slice::<f32>()?;

@@ -9,7 +9,8 @@
 //! * the **head**: from the cut to the logits, re-typed on a new symbol `M` (the number of masks).
 //!
 //! The runtime runs the encoder, gathers the mask rows, and runs the head on them. The cut is the
-//! earliest tensor whose downstream cone depends on nothing but itself and constants; the head must
+//! earliest tensor whose downstream cone depends on nothing but itself and constants and never
+//! mixes positions (no tensor with two sequence axes, no reduction over them); the head must
 //! type with `M` in place of `S`; and the compile-time check compares the split model with the
 //! whole graph numerically on a probe with several masks, so a cone that mixed positions would be
 //! refused rather than shipped.
@@ -29,9 +30,40 @@ pub struct Split {
     pub head: TypedModel,
 }
 
+/// How many axes of `fact` have a length involving the sequence symbol `s`.
+fn sequence_axes(fact: &TypedFact, s: &Symbol) -> usize {
+    fact.shape
+        .iter()
+        .filter(|d| d.symbols().contains(s))
+        .count()
+}
+
+/// Whether `node` may belong to a position-wise head: no tensor it reads or writes has two
+/// sequence axes (attention scores), and it keeps the sequence axis of its inputs (no reduction or
+/// contraction over positions).
+fn keeps_positions_apart(model: &TypedModel, node: &TypedNode, s: &Symbol) -> bool {
+    let mut inputs = 0;
+    for i in &node.inputs {
+        match model.outlet_fact(*i) {
+            Ok(f) => inputs = inputs.max(sequence_axes(f, s)),
+            Err(_) => return false,
+        }
+    }
+    let outputs = node
+        .outputs
+        .iter()
+        .map(|o| sequence_axes(&o.fact, s))
+        .max()
+        .unwrap_or(0);
+    inputs <= 1 && outputs <= 1 && outputs >= inputs
+}
+
 /// The nodes the output depends on when walking back from it and stopping at `cut`, in eval
-/// order; `None` if some non-constant source other than `cut` is reached.
-fn cone(model: &TypedModel, order: &[usize], cut: OutletId) -> Option<Vec<usize>> {
+/// order; `None` if some non-constant source other than `cut` is reached, or if a node of it
+/// mixes positions ([`keeps_positions_apart`]). Without the second condition a graph whose
+/// attention reads no input but the hidden states (the attention mask folded away) would be cut
+/// right after its embeddings.
+fn cone(model: &TypedModel, order: &[usize], cut: OutletId, s: &Symbol) -> Option<Vec<usize>> {
     let mut needed = vec![false; model.nodes.len()];
     let mut stack: Vec<usize> = model.outputs.iter().map(|o| o.node).collect();
     while let Some(n) = stack.pop() {
@@ -42,6 +74,9 @@ fn cone(model: &TypedModel, order: &[usize], cut: OutletId) -> Option<Vec<usize>
         let node = model.node(n);
         if node.inputs.is_empty() && !node.op_is::<Const>() {
             return None; // a model input reached without crossing the cut
+        }
+        if !keeps_positions_apart(model, node, s) {
+            return None;
         }
         for input in &node.inputs {
             if *input != cut {
@@ -111,7 +146,7 @@ pub fn split(model: &TypedModel, s: &Symbol) -> Result<Split> {
         if fact.rank() < 2 || !fact.shape.iter().any(|d| d.symbols().contains(s)) {
             continue;
         }
-        let Some(cone) = cone(model, &order, cut) else {
+        let Some(cone) = cone(model, &order, cut, s) else {
             continue;
         };
         match build_head(model, &cone, cut, s) {
