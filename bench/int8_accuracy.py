@@ -59,12 +59,15 @@ def ensure_export(export: str) -> None:
     antiberty.convert(export)
 
 
-def compile_model(binary: str, export: str, out: str, precision: str) -> float:
+def compile_model(binary: str, export: str, out: str, precision: str, activations: str) -> float:
     """``bertling compile`` unless ``out`` is newer than the export and the compiler; returns seconds (0 if reused)."""
     if newer(out, os.path.join(export, "model.onnx"), binary):
         return 0.0
     t = time.time()
-    r = subprocess.run([binary, "compile", export, "-o", out, "--precision", precision], capture_output=True, text=True)
+    cmd = [binary, "compile", export, "-o", out, "--precision", precision]
+    if precision == "int8":
+        cmd += ["--int8-activations", activations]
+    r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"bertling compile --precision {precision} failed:\n{r.stdout}\n{r.stderr}")
     return time.time() - t
@@ -132,13 +135,19 @@ def main() -> int:
     ap.add_argument("--run-bin", default=os.path.join(REPO, "target", "release", "bertling-run"), help="for fill-lines")
     ap.add_argument("--export", default=os.path.join(WORK, "export"))
     ap.add_argument("--work", default=WORK, help="where the model files go")
-    ap.add_argument("--json-out", default=os.path.join(WORK, "int8_accuracy.json"))
+    ap.add_argument("--int8-activations", default="rows12", choices=["rows12", "grouped7"],
+                    help="bertling compile --int8-activations for the int8 file")
+    ap.add_argument("--json-out", default=None, help="default: <work>/int8_accuracy[-grouped7].json")
     ap.add_argument("--limit", type=int, default=0, help="only the first N positions (a quick try)")
     args = ap.parse_args()
 
     ensure_export(args.export)
-    files = {p: os.path.join(args.work, f"antiberty-{p}.bertling") for p in ("fp32", "int8")}
-    compile_s = {p: compile_model(args.bin, args.export, f, p) for p, f in files.items()}
+    mode = "" if args.int8_activations == "rows12" else f"-{args.int8_activations}"
+    if args.json_out is None:
+        args.json_out = os.path.join(args.work, f"int8_accuracy{mode}.json")
+    files = {"fp32": os.path.join(args.work, "antiberty-fp32.bertling"),
+             "int8": os.path.join(args.work, f"antiberty-int8{mode}.bertling")}
+    compile_s = {p: compile_model(args.bin, args.export, f, p, args.int8_activations) for p, f in files.items()}
     sizes = {p: os.path.getsize(f) for p, f in files.items()}
     log(f"model files: {sizes} bytes (compile s, 0 = reused: {compile_s})")
 
@@ -225,6 +234,7 @@ def main() -> int:
         "sequences": {k: len(v) for k, v in antiberty.example_sequences().items()},
         "windows": list(antiberty.WINDOWS), "window_stride": antiberty.WINDOW_STRIDE,
         "files_bytes": sizes,
+        "int8_activations": args.int8_activations,
         "acceptance": {"top1_agreement >= 0.99": figures["int8_vs_fp32"]["top1_agreement"] >= ACCEPT_TOP1,
                        "top5_overlap >= 0.97": figures["int8_vs_fp32"]["top5_overlap"] >= ACCEPT_TOP5,
                        "positions >= 2000": len(positions) >= 2000},

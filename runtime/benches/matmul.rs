@@ -55,11 +55,12 @@ fn bench(c: &mut Criterion) {
 }
 
 /// bertling's own int8 products (`bertling::int8`), each with the per-row quantization of the f32
-/// activations that precedes it in a request (and without it, `-gemm-only`); one thread: `panel`,
+/// activations that precedes it in a request (and without it, `-gemm-only`); one thread: `a7`,
+/// what format 4 files run (7-bit activations with a scale per 64 inputs); `panel`,
 /// what format 3 files run (12-bit activations, panel-packed weights, a scale per 64 inputs);
 /// `a12`, the row-major kernel of a tied output projection; `a8`, format 2's 8-bit kernel.
 fn bench_int8(c: &mut Criterion) {
-    use bertling::int8::{kernel, packed, wide};
+    use bertling::int8::{a7, kernel, packed, wide};
     let mut g = c.benchmark_group("encoder_matmul_int8");
     g.sample_size(20);
     for seq in [16usize, 128] {
@@ -114,6 +115,29 @@ fn bench_int8(c: &mut Criterion) {
                 b.iter(|| {
                     let p = (0, packed::panels(n));
                     packed::gemm(&codes_p, &scales, qmax, &wp, &gs, k, n, seq, p, &mut out, n);
+                    black_box(out[0])
+                })
+            });
+            let sums = a7::column_sums(&wp, n, k);
+            let mut codes7 = vec![0u8; seq * packed::padded_k(k)];
+            let mut scales7 = vec![0f32; seq * a7::groups(k)];
+            let offset = a7::code_offset();
+            g.bench_function(format!("a7/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| {
+                    a7::quantize_rows(&x, k, offset, &mut codes7, &mut scales7);
+                    let p = (0, packed::panels(n));
+                    a7::gemm(
+                        &codes7, &scales7, &wp, &gs, &sums, k, n, seq, p, &mut out, n,
+                    );
+                    black_box(out[0])
+                })
+            });
+            g.bench_function(format!("a7-gemm-only/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| {
+                    let p = (0, packed::panels(n));
+                    a7::gemm(
+                        &codes7, &scales7, &wp, &gs, &sums, k, n, seq, p, &mut out, n,
+                    );
                     black_box(out[0])
                 })
             });

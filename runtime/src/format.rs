@@ -32,9 +32,10 @@ pub const MAGIC: [u8; 8] = *b"BERTLNG\0";
 ///
 /// Version 2 added [`Precision::Int8`]; version 3, the `activation_max`, `layout` and `channels`
 /// attributes of the `bertling_linear_i8` operator (12-bit activations, panel-packed weights with
-/// a scale per 64 inputs). Version 1 and 2
-/// files have the same layout and manifest and still load.
-pub const FORMAT_VERSION: u32 = 3;
+/// a scale per 64 inputs); version 4, its `activation_group` attribute (7-bit activations with a
+/// scale per 64 inputs, [`crate::int8::a7`]). Version 1 to 3 files have the same layout and
+/// manifest and still load.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version this crate reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the fixed header.

@@ -229,7 +229,7 @@ impl Model {
 
     /// The matrix-product kernels the planned graph(s) use on this CPU, sorted and deduplicated:
     /// tract's (e.g. `arm64simd_mmm_f32_8x8_gen` on a Cortex-A72) and, for int8 models, bertling's
-    /// own int8 kernels (`bertling_panel_avx2`, `bertling_a16_neon`, ...). `bertling info` prints them.
+    /// own int8 kernels (`bertling_a7_avx2`, `bertling_a16_neon`, ...). `bertling info` prints them.
     pub fn kernels(&self) -> Vec<String> {
         use tract_core::ops::matmul::optimized::OptMatMul;
         let mut names: Vec<String> = std::iter::once(&self.state)

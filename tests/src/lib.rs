@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bertling::format::Precision;
+use bertling_tools::compile::Activations;
 use serde::Deserialize;
 
 /// The four tiny fixture families, by folder name under `models/fixtures/`.
@@ -35,20 +36,35 @@ static COMPILE_LOCK: Mutex<()> = Mutex::new(());
 /// The fixture compiled into an fp32 model file (once per test process): the export's numbers,
 /// for parity with PyTorch and onnxruntime.
 pub fn compiled(arch: &str) -> PathBuf {
-    compiled_as(arch, Precision::F32)
+    compiled_as(arch, Precision::F32, Activations::Rows12)
 }
 
 /// The fixture compiled with the default precision, int8 (once per test process).
 pub fn compiled_int8(arch: &str) -> PathBuf {
-    compiled_as(arch, Precision::Int8)
+    compiled_as(arch, Precision::Int8, Activations::Rows12)
 }
 
-fn compiled_as(arch: &str, precision: Precision) -> PathBuf {
+/// The fixture compiled to int8 with `--int8-activations grouped7` (once per test process).
+pub fn compiled_int8_grouped7(arch: &str) -> PathBuf {
+    compiled_as(arch, Precision::Int8, Activations::Grouped7)
+}
+
+fn compiled_as(arch: &str, precision: Precision, activations: Activations) -> PathBuf {
     let _guard = COMPILE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = match activations {
+        Activations::Rows12 => "",
+        Activations::Grouped7 => ".grouped7",
+    };
     let out = scratch_dir(&format!("compiled-{}", std::process::id()))
-        .join(format!("{arch}.{precision}.bertling"));
+        .join(format!("{arch}.{precision}{tag}.bertling"));
     if !out.exists() {
-        let options = bertling_tools::compile::Options { precision };
+        let options = bertling_tools::compile::Options {
+            precision,
+            activations,
+            // Hidden size 32 and random weights: 7-bit codes in groups of 32 values keep the
+            // logits' direction to ~0.97 (base-size figures in BENCHMARKS.md).
+            min_int8_cosine: 0.95,
+        };
         bertling_tools::compile::compile_with(&fixture_dir(arch), &out, &options)
             .unwrap_or_else(|e| panic!("compiling the {arch} fixture ({precision}): {e:#}"));
     }

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use bertling::Model;
-use bertling_tests::{compiled, compiled_int8, references, repo_root, References, ARCHS};
+use bertling_tests::{
+    compiled, compiled_int8, compiled_int8_grouped7, references, repo_root, References, ARCHS,
+};
 use serde::Deserialize;
 
 const TOP_K: usize = 5;
@@ -34,6 +36,8 @@ struct Cpu {
     dotprod: bool,
     /// bertling's own int8 kernel, which int8 model files run (`Model::kernels`).
     bertling_int8_kernel: &'static str,
+    /// The one `--int8-activations grouped7` files run.
+    grouped7_kernel: &'static str,
     /// The `CPU part` tract is told (`TRACT_CPU_AARCH64_OVERRIDE_CPU_PART`): qemu-user 7.2 shows
     /// the host's `/proc/cpuinfo`, where tract finds none and falls back to its generic kernels.
     cpu_part: Option<&'static str>,
@@ -45,6 +49,7 @@ const PI3: Cpu = Cpu {
     qemu: "cortex-a53",
     dotprod: false,
     bertling_int8_kernel: "bertling_panel_neon",
+    grouped7_kernel: "bertling_a7_neon",
     cpu_part: Some("0xd03"),
     f32_kernel_suffix: Some("_a53"),
 };
@@ -53,6 +58,7 @@ const PI4: Cpu = Cpu {
     qemu: "cortex-a72",
     dotprod: false,
     bertling_int8_kernel: "bertling_panel_neon",
+    grouped7_kernel: "bertling_a7_neon",
     cpu_part: None,
     f32_kernel_suffix: None,
 };
@@ -60,6 +66,7 @@ const PI5: Cpu = Cpu {
     qemu: "max,sve=off",
     dotprod: true,
     bertling_int8_kernel: "bertling_panel_neon_dot",
+    grouped7_kernel: "bertling_a7_neon_dot",
     cpu_part: None,
     f32_kernel_suffix: None,
 };
@@ -198,15 +205,17 @@ fn parity(cpu: &Cpu) {
 
 /// int8 files: the same top-5 as on x86 for every mask, logits close.
 fn parity_int8(cpu: &Cpu) {
-    for arch in ARCHS {
-        let path = compiled_int8(arch);
+    for (arch, path) in ARCHS
+        .iter()
+        .flat_map(|a| [(*a, compiled_int8(a)), (*a, compiled_int8_grouped7(a))])
+    {
         let refs = references(arch);
         let lines = fill_lines(cpu, &path, &refs);
         let mut x86 = Model::load(&path).expect("load on x86");
         let (mut worst, mut masks) = (0f32, 0);
         for (case, got) in refs.cases.iter().zip(&lines) {
             let want = x86.fill_mask(&case.text, TOP_K).expect("x86 fill");
-            let at = format!("{arch} int8 on -cpu {}: {:?}", cpu.qemu, case.text);
+            let at = format!("{} on -cpu {}: {:?}", path.display(), cpu.qemu, case.text);
             assert_eq!(got.input_ids, case.input_ids, "{at}");
             assert_eq!(got.masks.len(), want.masks.len(), "{at}");
             for (i, g) in got.masks.iter().enumerate() {
@@ -222,11 +231,13 @@ fn parity_int8(cpu: &Cpu) {
         }
         assert!(
             worst <= INT8_LOGIT_TOLERANCE,
-            "{arch} int8 on -cpu {}: max |logit diff| vs x86 {worst}",
+            "{} on -cpu {}: max |logit diff| vs x86 {worst}",
+            path.display(),
             cpu.qemu
         );
         eprintln!(
-            "{arch} int8 on -cpu {}: {masks} masks, top-5 equal to x86, max |logit diff| {worst:.2e}",
+            "{arch} {} on -cpu {}: {masks} masks, top-5 equal to x86, max |logit diff| {worst:.2e}",
+            path.file_name().unwrap().to_string_lossy(),
             cpu.qemu
         );
     }
@@ -308,6 +319,19 @@ fn kernels(cpu: &Cpu) {
                 || k == "bertling_a16_neon"),
             "{at} int8: {:?}",
             info.kernels
+        );
+        let path = compiled_int8_grouped7(arch);
+        let out = qemu(
+            cpu,
+            &["info", "--json", path.to_str().expect("utf-8 path")],
+            "",
+        );
+        let info: Info = serde_json::from_str(&out).expect("info JSON");
+        assert!(
+            info.kernels.iter().any(|k| k == cpu.grouped7_kernel),
+            "{at} int8 grouped7: {:?} lacks {}",
+            info.kernels,
+            cpu.grouped7_kernel
         );
     }
 }

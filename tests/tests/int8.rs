@@ -4,7 +4,7 @@
 
 use bertling::format::{ModelFile, Precision, SectionKind};
 use bertling::Model;
-use bertling_tests::{compiled, compiled_int8, references, ARCHS};
+use bertling_tests::{compiled, compiled_int8, compiled_int8_grouped7, references, ARCHS};
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
@@ -45,9 +45,26 @@ fn int8_files_use_the_int8_kernel() {
 }
 
 #[test]
-fn int8_answers_stay_close_to_fp32() {
+fn grouped7_files_use_the_7_bit_kernel() {
     for arch in ARCHS {
-        let mut int8 = Model::load(compiled_int8(arch)).unwrap();
+        let model = Model::load(compiled_int8_grouped7(arch)).unwrap();
+        let kernels = model.kernels();
+        assert!(
+            kernels.iter().any(|k| k.starts_with("bertling_a7_")),
+            "{arch}: {kernels:?}"
+        );
+        assert!(!kernels.iter().any(|k| k.starts_with("bertling_panel_")));
+        assert_eq!(model.manifest().precision, Precision::Int8);
+    }
+}
+
+#[test]
+fn int8_answers_stay_close_to_fp32() {
+    for (arch, file) in ARCHS
+        .iter()
+        .flat_map(|a| [(*a, compiled_int8(a)), (*a, compiled_int8_grouped7(a))])
+    {
+        let mut int8 = Model::load(&file).unwrap();
         let mut fp32 = Model::load(compiled(arch)).unwrap();
         let (mut masks, mut top1_same, mut min_cos) = (0, 0, 1f64);
         for case in references(arch).cases {
@@ -62,13 +79,20 @@ fn int8_answers_stay_close_to_fp32() {
                     (a.masks[i].candidates[0].token == b.masks[i].candidates[0].token) as usize;
             }
         }
-        eprintln!("{arch}: {masks} masks, top-1 agreement {top1_same}, min cosine {min_cos:.5}");
-        // Hidden size 32, random weights: the coarsest case for 8-bit rows (a row has few values to
-        // spread its error over); the base-size and real-model figures are in BENCHMARKS.md.
-        assert!(min_cos >= 0.96, "{arch}: cosine {min_cos}");
+        let name = file.file_name().unwrap().to_string_lossy();
+        eprintln!("{name}: {masks} masks, top-1 agreement {top1_same}, min cosine {min_cos:.5}");
+        // Hidden size 32, random weights: the coarsest case (a row has few values to spread its
+        // error over), coarser still for 7-bit codes; the base-size and real-model figures are in
+        // BENCHMARKS.md.
+        let (cos_bar, top1_tenths) = if name.contains("grouped7") {
+            (0.85, 7)
+        } else {
+            (0.96, 8)
+        };
+        assert!(min_cos >= cos_bar, "{name}: cosine {min_cos}");
         assert!(
-            top1_same * 10 >= masks * 8,
-            "{arch}: top-1 {top1_same}/{masks}"
+            top1_same * 10 >= masks * top1_tenths,
+            "{name}: top-1 {top1_same}/{masks}"
         );
     }
 }

@@ -37,6 +37,15 @@ enum Command {
         /// quarter of the size, faster) or fp32 (the export's numbers exactly).
         #[arg(long, default_value = "int8", value_parser = compile::parse_precision)]
         precision: bertling::format::Precision,
+        /// int8 activations: rows12 (12-bit codes, a scale per token: accurate) or grouped7 (7-bit
+        /// codes, a scale per 64 inputs: ~1.3x faster products, less accurate; BENCHMARKS.md,
+        /// "int8 accuracy", has the figures on a real model).
+        #[arg(long, default_value = "rows12", value_parser = compile::parse_activations)]
+        int8_activations: compile::Activations,
+        /// The smallest cosine similarity of the int8 file's logits to the export's, on a probe
+        /// sentence, the compiler accepts (lower it to keep a file it would refuse).
+        #[arg(long, default_value_t = 0.99)]
+        int8_min_cosine: f32,
     },
     /// Predict the masked words of a sentence, like Hugging Face's fill-mask pipeline.
     Fill(fill::FillArgs),
@@ -72,8 +81,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             export_dir,
             output,
             precision,
+            int8_activations,
+            int8_min_cosine,
         } => {
-            let c = compile::compile_with(&export_dir, &output, &compile::Options { precision })?;
+            let options = compile::Options {
+                precision,
+                activations: int8_activations,
+                min_int8_cosine: int8_min_cosine,
+            };
+            let c = compile::compile_with(&export_dir, &output, &options)?;
             let m = &c.manifest;
             if precision == bertling::format::Precision::Int8 {
                 println!(

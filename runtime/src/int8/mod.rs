@@ -5,7 +5,9 @@
 //!
 //! 1. each row of `x` is quantized on the fly, symmetric, with its own scale (`max |x| / qmax`),
 //!    to codes in `[-qmax, qmax]`: `qmax` is the operator's `activation_max`, 2047 (12 bits) in
-//!    files made by this version ([`wide::act_max`] bounds it so no i32 sum can overflow);
+//!    format 3 files ([`wide::act_max`] bounds it so no i32 sum can overflow); format 4's grouped
+//!    operators (`activation_group` 64, [`a7`]) give each group of 64 inputs its own scale and
+//!    7-bit codes (`qmax` 63), the products the encoder's matrices use by default;
 //! 2. `Σ_k` of code products is computed exactly in i32 by bertling's kernels (AVX2, NEON or
 //!    portable: identical sums on every CPU);
 //! 3. the sum is scaled back by the row's and the channel's scales.
@@ -16,11 +18,12 @@
 //! Both sides are symmetric (no zero points), so nothing per request depends on the weights alone:
 //! no column sums, no casts, no packing at run time.
 //!
-//! In NNEF it is `bertling_linear_i8(input, weight, scale, activation_max, layout, channels)` in
-//! the `bertling` registry; format-2 files, which had none of the attributes, mean `127` and `"rows"`
+//! In NNEF it is `bertling_linear_i8(input, weight, scale, activation_max, layout, channels,
+//! activation_group)` in the `bertling` registry; format-2 files, which had none of the attributes, mean `127` and `"rows"`
 //! (8-bit activations, [`kernel`]). tract's own integer matrix product was measured 40x slower than
 //! its f32 one on AVX2 (tract 0.23.9), which is why bertling carries its own kernels.
 
+pub mod a7;
 pub mod kernel;
 pub mod packed;
 pub mod wide;
@@ -79,6 +82,9 @@ pub struct Int8Linear {
     /// N, the output channels, for [`Layout::Panels`] (whose padded shapes do not tell it); 0 for
     /// [`Layout::Rows`], where the scales' length is N.
     pub channels: usize,
+    /// Inputs per activation scale: 0, one scale per row (formats 2 and 3), or
+    /// [`a7::ACT_GROUP`] with [`Layout::Panels`] and `act_max` 63 (format 4: [`a7`]).
+    pub act_group: usize,
 }
 
 impl Default for Int8Linear {
@@ -88,13 +94,22 @@ impl Default for Int8Linear {
             layout: Layout::Rows,
             act_max: kernel::QMAX as i32,
             channels: 0,
+            act_group: 0,
         }
     }
 }
 
 impl Int8Linear {
+    /// Whether this operator runs [`a7`]'s kernels (7-bit activations per group).
+    pub fn grouped(&self) -> bool {
+        self.act_group > 0
+    }
+
     /// The kernel this operator runs on this CPU.
     pub fn kernel_name(&self) -> &'static str {
+        if self.grouped() {
+            return a7::kernel_name();
+        }
         match (self.layout, self.act_max <= kernel::QMAX as i32) {
             (Layout::Panels, _) => packed::kernel_name(self.act_max),
             (Layout::Rows, true) => kernel::kernel_name(),
@@ -134,6 +149,20 @@ impl Int8Linear {
                 n
             }
         };
+        if self.grouped() {
+            ensure!(
+                self.layout == Layout::Panels
+                    && self.act_group == a7::ACT_GROUP
+                    && self.act_max == a7::ACT_MAX,
+                "Int8Linear: activation groups of {} need panel weights, groups of {} and \
+                 activation_max {} (got {:?}, activation_max {})",
+                self.act_group,
+                a7::ACT_GROUP,
+                a7::ACT_MAX,
+                self.layout,
+                self.act_max
+            );
+        }
         ensure!(
             self.act_max >= 1 && self.act_max <= wide::act_max(k, i16::MAX as i32),
             "Int8Linear: activation_max {} is out of range for K = {k} (at most {})",
@@ -153,9 +182,10 @@ impl Op for Int8Linear {
         Ok(vec![
             format!("kernel: {}", self.kernel_name()),
             format!(
-                "layout: {}, activation_max: {}",
+                "layout: {}, activation_max: {}, activation_group: {}",
                 self.layout.as_str(),
-                self.act_max
+                self.act_max,
+                self.act_group
             ),
         ])
     }
@@ -166,11 +196,12 @@ impl Op for Int8Linear {
 thread_local! {
     /// Activation codes (8- or 16-bit) and row scales, reused across calls: no allocation per
     /// request once warm.
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { i8: Vec::new(), i16: Vec::new(), scales: Vec::new() }) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { i8: Vec::new(), u8: Vec::new(), i16: Vec::new(), scales: Vec::new() }) };
 }
 
 struct Scratch {
     i8: Vec<i8>,
+    u8: Vec<u8>,
     i16: Vec<i16>,
     scales: Vec<f32>,
 }
@@ -194,13 +225,33 @@ impl EvalOp for Int8Linear {
 
 impl Int8Linear {
     fn compute(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(inputs.len() == 3, "Int8Linear takes three inputs");
+        ensure!(
+            inputs.len() == 3 || (self.grouped() && inputs.len() == 4),
+            "Int8Linear takes three inputs"
+        );
         let (xt, wt, st) = (&inputs[0], &inputs[1], &inputs[2]);
         ensure!(xt.rank() >= 1, "Int8Linear: input must have a K axis");
         let x = xt.try_as_plain_ram()?.as_slice::<f32>()?;
         let w = wt.try_as_plain_ram()?.as_slice::<i8>()?;
         let scales = st.try_as_plain_ram()?.as_slice::<f32>()?;
         let (n, k) = self.dims(wt.shape(), st.shape(), xt.shape()[xt.rank() - 1])?;
+        // The column sums grouped kernels need, from declutter (computed here only when the graph
+        // was not decluttered).
+        let computed;
+        let sums: &[i32] = match inputs.get(3) {
+            Some(t) => t.try_as_plain_ram()?.as_slice::<i32>()?,
+            None if self.grouped() => {
+                computed = a7::column_sums(w, n, k);
+                &computed
+            }
+            None => &[],
+        };
+        ensure!(
+            !self.grouped() || sums.len() == st.len(),
+            "Int8Linear: column sums {} do not match the scales {}",
+            sums.len(),
+            st.len()
+        );
         let rows = x.len().checked_div(k).unwrap_or(0);
         let mut shape: TVec<usize> = xt.shape().into();
         *shape.last_mut().unwrap() = n;
@@ -213,7 +264,9 @@ impl Int8Linear {
         {
             let mut view = out.try_as_plain_ram_mut()?;
             let y = view.as_slice_mut::<f32>()?;
-            SCRATCH.with_borrow_mut(|scratch| self.run(scratch, x, w, scales, (rows, n, k), y));
+            SCRATCH.with_borrow_mut(|scratch| {
+                self.run(scratch, x, (w, scales, sums), (rows, n, k), y)
+            });
         }
         Ok(tvec!(out.into_tvalue()))
     }
@@ -224,15 +277,22 @@ impl Int8Linear {
         &self,
         scratch: &mut Scratch,
         x: &[f32],
-        w: &[i8],
-        scales: &[f32],
+        (w, scales, sums): (&[i8], &[f32], &[i32]),
         (rows, n, k): (usize, usize, usize),
         y: &mut [f32],
     ) {
         scratch.scales.resize(rows, 0.0);
         let narrow = self.layout == Layout::Rows && self.act_max <= kernel::QMAX as i32;
+        let grouped = self.grouped();
         // Units the work is split in: panels of 8 channels, or blocks of 4 rows of weights.
         let units = match self.layout {
+            Layout::Panels if grouped => {
+                scratch.u8.resize(rows * packed::padded_k(k), 0);
+                scratch.scales.resize(rows * a7::groups(k), 0.0);
+                let offset = a7::code_offset();
+                a7::quantize_rows(x, k, offset, &mut scratch.u8, &mut scratch.scales);
+                packed::panels(n)
+            }
             Layout::Panels => {
                 scratch.i16.resize(rows * packed::padded_k(k), 0);
                 packed::quantize_rows(x, k, self.act_max, &mut scratch.i16, &mut scratch.scales);
@@ -249,9 +309,17 @@ impl Int8Linear {
                 n.div_ceil(4)
             }
         };
-        let (c8, c16, xs) = (&scratch.i8[..], &scratch.i16[..], &scratch.scales[..]);
+        let (c8, cu8, c16, xs) = (
+            &scratch.i8[..],
+            &scratch.u8[..],
+            &scratch.i16[..],
+            &scratch.scales[..],
+        );
         // Units u0..u1 into the output behind `ptr`.
         let part = |(u0, u1): (usize, usize), y: &mut [f32]| match self.layout {
+            Layout::Panels if grouped => {
+                a7::gemm(cu8, xs, w, scales, sums, k, n, rows, (u0, u1), y, n)
+            }
             Layout::Panels => {
                 packed::gemm(c16, xs, self.act_max, w, scales, k, n, rows, (u0, u1), y, n)
             }
@@ -296,7 +364,10 @@ impl Int8Linear {
 
 impl TypedOp for Int8Linear {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 3, "Int8Linear takes three inputs");
+        ensure!(
+            inputs.len() == 3 || (self.grouped() && inputs.len() == 4),
+            "Int8Linear takes three inputs"
+        );
         let (x, w, s) = (inputs[0], inputs[1], inputs[2]);
         ensure!(
             x.datum_type == f32::datum_type(),
@@ -322,6 +393,12 @@ impl TypedOp for Int8Linear {
                 .with_context(|| format!("Int8Linear: the {what}' shape must be known"))
         };
         let (n, _) = self.dims(&known(w, "weights")?, &known(s, "scales")?, k)?;
+        if let Some(sums) = inputs.get(3) {
+            ensure!(
+                sums.datum_type == i32::datum_type() && sums.shape == s.shape,
+                "Int8Linear: column sums must be i32 shaped like the scales"
+            );
+        }
         if s.datum_type == f16::datum_type() {
             ensure!(
                 s.konst.is_some(),
@@ -334,26 +411,50 @@ impl TypedOp for Int8Linear {
     }
 
     /// Files store panel scales as f16: turn the constant into f32 once, when the graph is loaded
-    /// (so no request converts them).
+    /// (so no request converts them). Grouped operators ([`a7`]) also get their weights' column
+    /// sums here, as a fourth input: they depend on the weights alone.
     fn declutter(
         &self,
         model: &TypedModel,
         node: &TypedNode,
     ) -> TractResult<Option<TypedModelPatch>> {
         let fact = model.outlet_fact(node.inputs[2])?;
-        let Some(scales) = fact
+        let f16_scales = fact
             .konst
             .as_ref()
-            .filter(|_| fact.datum_type == f16::datum_type())
-        else {
+            .filter(|_| fact.datum_type == f16::datum_type());
+        let weights = model.outlet_fact(node.inputs[1])?.konst.as_ref();
+        let needs_sums = self.grouped() && node.inputs.len() == 3 && weights.is_some();
+        if f16_scales.is_none() && !needs_sums {
             return Ok(None);
-        };
-        let scales = scales.cast_to::<f32>()?.into_owned();
-        let mut patch = TypedModelPatch::new(format!("f32 scales for {}", node.name));
+        }
+        let mut patch = TypedModelPatch::new(format!("prepared weights for {}", node.name));
         let x = patch.tap_model(model, node.inputs[0])?;
         let w = patch.tap_model(model, node.inputs[1])?;
-        let s = patch.add_const(format!("{}.scale_f32", node.name), scales)?;
-        let y = patch.wire_node(&node.name, self.clone(), &[x, w, s])?[0];
+        let s = match f16_scales {
+            Some(scales) => patch.add_const(
+                format!("{}.scale_f32", node.name),
+                scales.cast_to::<f32>()?.into_owned(),
+            )?,
+            None => patch.tap_model(model, node.inputs[2])?,
+        };
+        let mut inputs = vec![x, w, s];
+        for i in &node.inputs[3..] {
+            inputs.push(patch.tap_model(model, *i)?);
+        }
+        if let (true, Some(weights)) = (needs_sums, weights) {
+            let k = model.outlet_fact(node.inputs[0])?.shape.last().cloned();
+            let k = k
+                .and_then(|d| d.to_usize().ok())
+                .context("Int8Linear: K must be known")?;
+            let n = self.channels;
+            let codes = weights.try_as_plain_ram()?;
+            let sums = a7::column_sums(codes.as_slice::<i8>()?, n, k);
+            let shape = [packed::panels(n), a7::groups(k), packed::PANEL];
+            let sums = Tensor::from_shape(&shape, &sums)?;
+            inputs.push(patch.add_const(format!("{}.column_sums", node.name), sums)?);
+        }
+        let y = patch.wire_node(&node.name, self.clone(), &inputs)?[0];
         patch.shunt_outside(model, node.id.into(), y)?;
         Ok(Some(patch))
     }
@@ -372,6 +473,7 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Opt
             ("activation_max", numeric(op.act_max)),
             ("layout", string(op.layout.as_str())),
             ("channels", numeric(op.channels)),
+            ("activation_group", numeric(op.act_group)),
         ],
     )))
 }
@@ -383,6 +485,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let act_max: i64 = invocation.named_arg_as(builder, "activation_max")?;
     let layout: String = invocation.named_arg_as(builder, "layout")?;
     let channels: i64 = invocation.named_arg_as(builder, "channels")?;
+    let act_group: i64 = invocation.named_arg_as(builder, "activation_group")?;
     let op = Int8Linear {
         layout: Layout::parse(&layout)?,
         act_max: i32::try_from(act_max)
@@ -392,6 +495,9 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         channels: usize::try_from(channels)
             .ok()
             .with_context(|| format!("Int8Linear: channels {channels} is out of range"))?,
+        act_group: usize::try_from(act_group)
+            .ok()
+            .with_context(|| format!("Int8Linear: activation_group {act_group} is out of range"))?,
     };
     builder.wire(op, &[input, weight, scale])
 }
@@ -410,6 +516,8 @@ pub fn register(registry: &mut Registry) {
             TypeName::String.named("layout").default("rows"),
             // N for "panels" (0 for "rows").
             TypeName::Integer.named("channels").default(0),
+            // Absent before format 4: one activation scale per row.
+            TypeName::Integer.named("activation_group").default(0),
         ],
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -440,6 +548,7 @@ mod tests {
                 ", activation_max = 127",
                 ", layout = \"rows\"",
                 ", channels = 0",
+                ", activation_group = 0",
             ] {
                 ensure!(text.contains(attr), "{attr} not in {text}");
                 text = text.replace(attr, "");
@@ -493,6 +602,7 @@ mod tests {
             layout: Layout::Rows,
             act_max: 2047,
             channels: 0,
+            act_group: 0,
         };
         let model = round_trip(op.clone(), false)?;
         assert!(model

@@ -14,13 +14,18 @@ use bertling::format::{self, Manifest, OutputKind, Precision, SectionKind, Seque
 
 pub use export::Export;
 pub use onnx::{cosine, guarded, read_onnx, Check};
-pub use quantize::QuantizeReport;
+pub use quantize::{Activations, QuantizeReport};
 
 /// How to compile.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Weight precision of the written file.
     pub precision: Precision,
+    /// How int8 products quantize their activations.
+    pub activations: Activations,
+    /// The smallest cosine similarity between the int8 file's and the export's logits on the probe
+    /// sentence the compiler accepts (a guard against a broken graph, not the accuracy figure).
+    pub min_int8_cosine: f32,
 }
 
 impl Default for Options {
@@ -28,6 +33,8 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             precision: Precision::Int8,
+            activations: Activations::default(),
+            min_int8_cosine: 0.99,
         }
     }
 }
@@ -38,6 +45,17 @@ pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
         "fp32" | "f32" => Ok(Precision::F32),
         "int8" | "i8" => Ok(Precision::Int8),
         _ => Err(format!("unknown precision '{s}': use fp32 or int8")),
+    }
+}
+
+/// Parses an `--int8-activations` value: `grouped7` or `rows12`.
+pub fn parse_activations(s: &str) -> std::result::Result<Activations, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "grouped7" => Ok(Activations::Grouped7),
+        "rows12" => Ok(Activations::Rows12),
+        _ => Err(format!(
+            "unknown int8 activations '{s}': use grouped7 or rows12"
+        )),
     }
 }
 
@@ -60,7 +78,7 @@ pub fn compile(export_dir: &Path, out: &Path) -> Result<Compiled> {
 /// Compiles `export_dir` into the model file `out`.
 pub fn compile_with(export_dir: &Path, out: &Path, options: &Options) -> Result<Compiled> {
     let export = Export::read(export_dir)?;
-    let graph = onnx::GraphBuild::from_export(&export, options.precision)?;
+    let graph = onnx::GraphBuild::from_export(&export, options.precision, options.activations)?;
     let manifest = Manifest {
         bertling_version: env!("CARGO_PKG_VERSION").to_string(),
         tract_version: bertling::graph::TRACT_VERSION.to_string(),
@@ -94,7 +112,7 @@ pub fn compile_with(export_dir: &Path, out: &Path, options: &Options) -> Result<
     sections.push((SectionKind::Config, export.config.raw.as_slice()));
     let image = format::write(manifest, &sections)?;
     // Prove the file answers like the export before writing it anywhere.
-    let check = graph.check_against(&image, &export, options.precision)?;
+    let check = graph.check_against(&image, &export, options.precision, options.min_int8_cosine)?;
     let tmp = out.with_extension("bertling.partial");
     std::fs::write(&tmp, &image).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;

@@ -87,7 +87,11 @@ pub fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
 }
 
 impl GraphBuild {
-    pub fn from_export(export: &Export, precision: Precision) -> Result<GraphBuild> {
+    pub fn from_export(
+        export: &Export,
+        precision: Precision,
+        activations: super::Activations,
+    ) -> Result<GraphBuild> {
         let (mut model, inputs) = read_onnx(&export.onnx_path)?;
         let s = model.symbols.sym(SEQUENCE_SYMBOL);
         for ix in 0..inputs.len() {
@@ -138,8 +142,8 @@ impl GraphBuild {
             let m = match precision {
                 Precision::F32 => m.clone(),
                 Precision::Int8 => {
-                    let (q, report) =
-                        quantize(m, &tables).context("quantizing the graph to int8")?;
+                    let (q, report) = quantize(m, &tables, activations)
+                        .context("quantizing the graph to int8")?;
                     quantized += report;
                     q
                 }
@@ -179,13 +183,15 @@ impl GraphBuild {
 
     /// Runs the probe sentence through the decluttered ONNX graph and through a model loaded from
     /// the file image; fails unless their mask-position logits agree: within 1e-4 for fp32, in
-    /// direction (cosine similarity >= 0.99, a guard against a broken graph, not the accuracy
+    /// direction (cosine similarity >= `min_cosine`, by default 0.99: a guard against a broken
+    /// graph, not the accuracy
     /// figure) for int8.
     pub fn check_against(
         &self,
         image: &[u8],
         export: &Export,
         precision: Precision,
+        min_cosine: f32,
     ) -> Result<Check> {
         let mut loaded =
             bertling::Model::from_bytes(image).context("the compiled file does not load")?;
@@ -208,7 +214,7 @@ impl GraphBuild {
         let reference = reference.try_as_plain_ram()?.as_slice::<f32>()?;
         let vocab = export.config.vocab_size as usize;
         let mut max = 0f32;
-        let mut min_cosine = 1f32;
+        let mut min_cos = 1f32;
         for (i, mask) in answer.masks.iter().enumerate() {
             let p = mask.position as usize;
             let want = &reference[p * vocab..(p + 1) * vocab];
@@ -219,18 +225,19 @@ impl GraphBuild {
             for (a, b) in want.iter().zip(got) {
                 max = max.max((a - b).abs());
             }
-            min_cosine = min_cosine.min(cosine(want, got));
+            min_cos = min_cos.min(cosine(want, got));
         }
         let ok = match precision {
             Precision::F32 => max <= 1e-4,
-            Precision::Int8 => min_cosine >= 0.99,
+            Precision::Int8 => min_cos >= min_cosine,
         };
         if !ok {
             bail!(
                 "the compiled {precision} graph disagrees with the export: max abs logit \
-                 difference {max}, cosine similarity {min_cosine}{}",
+                 difference {max}, cosine similarity {min_cos}{}",
                 if precision == Precision::Int8 {
-                    " (this model does not quantize well: compile it with --precision fp32)"
+                    " (this model does not quantize well: compile it with --precision fp32, or \
+                     --int8-activations rows12 if it used grouped7)"
                 } else {
                     ""
                 }
@@ -238,7 +245,7 @@ impl GraphBuild {
         }
         Ok(Check {
             max_abs_diff: max,
-            min_cosine,
+            min_cosine: min_cos,
         })
     }
 }

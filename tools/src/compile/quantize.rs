@@ -2,12 +2,12 @@
 //!
 //! Every matrix product with a constant weight (`x · W`, an [`EinSum`] with one constant input)
 //! becomes one [`Int8Linear`] node (see `bertling::int8`): the weight is quantized here, per output
-//! channel (`s_W = max_k |W| / 127`, codes `round(W / s_W)`), and stored as i8 codes pre-packed in
-//! the panel layout the kernels read (`bertling::int8::packed`) plus an f32 vector of scales; at run
-//! time each row of `x` is quantized to 12-bit codes with its own scale
-//! (`activation_max` = [`ACT_MAX_DEFAULT`], lowered for very long K so no i32 sum can overflow), the
-//! code products are summed exactly in i32 and scaled back. Both sides are symmetric (zero point 0),
-//! so nothing per request depends on the weights alone.
+//! channel and group of 64 inputs (`s_W = max |W| / 127`, codes `round(W / s_W)`), and stored as i8
+//! codes pre-packed in the panel layout the kernels read (`bertling::int8::packed`) plus f16 scales;
+//! at run time `x` is quantized per row and group of 64 inputs to 7-bit codes ([`Activations`],
+//! `bertling::int8::a7`; or per row to 12-bit codes), the code products are summed exactly in i32
+//! and scaled back. Both sides are symmetric (zero point 0), so nothing per request depends on the
+//! weights alone (the AVX2 kernel's offset correction uses column sums the loader computes once).
 //!
 //! Embedding tables read with a `Gather` (word embeddings) are stored as i8 rows with one scale per
 //! row: a lookup gathers the i8 rows and their scales and multiplies. A tied output projection's
@@ -21,7 +21,7 @@
 
 use anyhow::{Context, Result};
 use bertling::int8::wide::{act_max, ACT_MAX_DEFAULT};
-use bertling::int8::{packed, Int8Linear, Layout};
+use bertling::int8::{a7, packed, Int8Linear, Layout};
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use tract_onnx::prelude::*;
@@ -41,6 +41,20 @@ const TINY: f32 = 1e-30;
 
 /// Embedding tables with fewer rows than this stay f32 (token type tables: a few KB).
 const MIN_EMBEDDING_ROWS: usize = 64;
+
+/// How an int8 product's activations are quantized at run time (its weights are the same either
+/// way: panels with a scale per channel and 64 inputs).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Activations {
+    /// 12-bit codes with one scale per row: the default, accurate on a real pretrained model
+    /// (AntiBERTy: top-1 agreement with fp32 above 99%, BENCHMARKS.md "int8 accuracy").
+    #[default]
+    Rows12,
+    /// 7-bit codes with a scale per row and group of 64 inputs (`bertling::int8::a7`): ~1.3x the
+    /// throughput of the products (one `sdot` instead of two on a Pi 5), at a measured cost in
+    /// accuracy (BENCHMARKS.md) a user must choose.
+    Grouped7,
+}
 
 /// What the quantizer did to one graph.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +103,11 @@ pub fn quantize_rows(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Qu
 /// Quantizes every constant-weight matrix product and every large embedding lookup of `model`.
 /// `tables` are the [`embedding_tables`] of the whole model `model` is a part of (the encoder
 /// holds the lookup, the head the tied projection).
-pub fn quantize(model: &TypedModel, tables: &Tables) -> Result<(TypedModel, QuantizeReport)> {
+pub fn quantize(
+    model: &TypedModel,
+    tables: &Tables,
+    activations: Activations,
+) -> Result<(TypedModel, QuantizeReport)> {
     let mut model = model.clone();
     let mut report = QuantizeReport::default();
     let order = model.eval_order()?;
@@ -100,7 +118,7 @@ pub fn quantize(model: &TypedModel, tables: &Tables) -> Result<(TypedModel, Quan
                 continue;
             }
             let op = op.clone();
-            match einsum_patch(&model, id, &op, tables)? {
+            match einsum_patch(&model, id, &op, tables, activations)? {
                 Some(patch) => {
                     patch.apply(&mut model)?;
                     report.matmuls += 1;
@@ -183,6 +201,7 @@ fn einsum_patch(
     id: usize,
     op: &EinSum,
     tables: &Tables,
+    activations: Activations,
 ) -> Result<Option<TypedModelPatch>> {
     let node = model.node(id);
     let facts = model.node_input_facts(id)?;
@@ -275,10 +294,16 @@ fn einsum_patch(
         let shape = [packed::panels(n), packed::scale_groups(k), packed::PANEL];
         (codes, Tensor::from_shape(&shape, &scales)?, Layout::Panels)
     };
+    let grouped = layout == Layout::Panels && activations == Activations::Grouped7;
     let op = Int8Linear {
         layout,
-        act_max: act_max(k, ACT_MAX_DEFAULT),
+        act_max: if grouped {
+            a7::ACT_MAX
+        } else {
+            act_max(k, ACT_MAX_DEFAULT)
+        },
         channels: if tied { 0 } else { n },
+        act_group: if grouped { a7::ACT_GROUP } else { 0 },
     };
     let name = &node.name;
     let mut patch = TypedModelPatch::new(format!("quantize {name}"));

@@ -1,0 +1,690 @@
+//! 7-bit activation codes with a scale per row **and per group of 64 inputs**, against i8 weights
+//! in [`super::packed`]'s panel layout (8 channels x 4 inputs) with their scales per channel and
+//! group of 64 inputs: the faster, less accurate int8 product (`bertling compile
+//! --int8-activations grouped7`, format 4).
+//!
+//! **Why.** 7-bit codes, offset to `u = q + 64` in `[1, 127]`, are what AVX2's `vpmaddubsw`
+//! (unsigned x signed bytes, pairs summed in i16) multiplies **without saturating**:
+//! `2 · 127 · 127 < 2¹⁵`. That makes 32 exact multiply-adds three instructions (`vpmaddubsw`,
+//! `vpmaddwd` by ones, `vpaddd`) instead of four for 12-bit codes, and reads the weights' bytes
+//! without widening them: ~1.3x the throughput. NEON multiplies the signed codes directly: one
+//! `sdot` (Armv8.2 dot product, Raspberry Pi 5) where 12-bit codes need two, or `smull`/`smlal`
+//! into i16 (4 products of at most `63 · 127` fit) on the Pi 3 and 4. One scale per 64 inputs keeps
+//! an outlier dimension from coarsening the whole row, but 7 bits stay less accurate than 12 per
+//! row on a real pretrained model (BENCHMARKS.md, "int8 accuracy"), hence not the default.
+//! The offset is taken back exactly with the weights' column sums (`Σ u·w = Σ q·w + 64 · Σ w`),
+//! which depend on the weights alone and are computed once, when the graph is loaded
+//! ([`column_sums`]).
+//!
+//! **Definition.** For row `m` and channel `c`, with `q` the codes, `xs(m, g)` the activation
+//! scales (`[rows, groups]`), `ws(c, g)` the weight scales and `S_g = Σ_{k in g} q(m, k) · w(c, k)`
+//! (exact, i32): `y = fma(S_{G-1}, ws·xs, ... fma(S_1, ws·xs, fma(S_0, ws·xs, 0)))`, each `ws·xs`
+//! one f32 product and the groups in order, so every implementation gives the same bits:
+//! AVX2 (`bertling_a7_avx2`), NEON dot product (`bertling_a7_neon_dot`), NEON
+//! (`bertling_a7_neon`), portable Rust.
+
+use super::packed::{
+    packed_index, padded_k, panels, scale_groups, scale_index, PANEL, SCALE_GROUP,
+};
+
+/// The largest activation code.
+pub const ACT_MAX: i32 = 63;
+
+/// Inputs per activation scale (the weights' [`SCALE_GROUP`]).
+pub const ACT_GROUP: usize = SCALE_GROUP;
+
+/// What the AVX2 kernel adds to every code (so codes are unsigned bytes for `vpmaddubsw`).
+const AVX2_OFFSET: u8 = 64;
+
+/// Which implementation [`gemm`] uses on this CPU.
+pub fn kernel_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return "bertling_a7_avx2";
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        return "bertling_a7_neon_dot";
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        return "bertling_a7_neon";
+    }
+    "bertling_a7_portable"
+}
+
+/// The offset [`quantize_rows`] adds to codes for this CPU's kernel: 64 for AVX2, 0 elsewhere.
+pub fn code_offset() -> u8 {
+    if kernel_name() == "bertling_a7_avx2" {
+        AVX2_OFFSET
+    } else {
+        0
+    }
+}
+
+/// Number of activation scales per row.
+pub fn groups(k: usize) -> usize {
+    scale_groups(k)
+}
+
+/// Quantizes each row of `x` (`rows x k`): per group of [`ACT_GROUP`] inputs, codes
+/// `q = round_ties_even(v · 63 / max |v|)` in `[-63, 63]` stored as the byte `q + offset`
+/// (two's complement when `offset` is 0), rows of [`padded_k`]`(k)` bytes (padding: `q = 0`), and
+/// the scale `max |v| / 63` in `scales[row · groups(k) + group]`. A group of zeros gets scale 0;
+/// one holding a NaN or an infinity gets zero codes and a NaN scale (see
+/// [`super::wide::quantize_row`], which quantizes each group).
+///
+/// ```
+/// use bertling::int8::a7::quantize_rows;
+/// let mut codes = [0u8; 4];
+/// let mut scales = [0f32; 1];
+/// quantize_rows(&[0.5, -1.0, 0.25], 3, 64, &mut codes, &mut scales);
+/// assert_eq!(scales[0], 1.0 / 63.0);
+/// assert_eq!(codes, [64 + 32, 64 - 63, 64 + 16, 64]); // 31.5 rounds to even, 15.75 to 16
+/// ```
+pub fn quantize_rows(x: &[f32], k: usize, offset: u8, codes: &mut [u8], scales: &mut [f32]) {
+    let (kp, g) = (padded_k(k), groups(k));
+    let mut buf = [0i16; ACT_GROUP];
+    for ((row, out), sc) in x
+        .chunks_exact(k)
+        .zip(codes.chunks_exact_mut(kp))
+        .zip(scales.chunks_exact_mut(g))
+    {
+        out[k..].fill(offset);
+        for ((part, o), s) in row
+            .chunks(ACT_GROUP)
+            .zip(out.chunks_mut(ACT_GROUP))
+            .zip(sc.iter_mut())
+        {
+            *s = super::wide::quantize_row(part, ACT_MAX, &mut buf);
+            for (o, &q) in o.iter_mut().zip(&buf[..part.len()]) {
+                *o = (q as i8 as u8).wrapping_add(offset);
+            }
+        }
+    }
+}
+
+/// `64 · Σ_{k in g} w(c, k)` for every channel `c` and group `g` of a packed `[n, k]` weight, laid
+/// out like its scales (`[panels, groups, 8]`): what the AVX2 kernel takes back for its offset.
+pub fn column_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
+    let (kp, g) = (padded_k(k), groups(k));
+    let mut sums = vec![0i32; panels(n) * g * PANEL];
+    for c in 0..panels(n) * PANEL {
+        for t in 0..kp {
+            let code = w[packed_index(c, t, kp)] as i32;
+            sums[scale_index(c, t / ACT_GROUP, g)] += AVX2_OFFSET as i32 * code;
+        }
+    }
+    sums
+}
+
+/// `out[m · ldo + c]` for rows `m < rows` and the channels `c < n` of panels `p0..p1` (see the
+/// module doc): `x` holds `rows` rows of [`padded_k`]`(k)` codes from [`quantize_rows`] with
+/// [`code_offset`], `x_scale` their scales, `w` the packed weights (`[n, k]`), `w_scale` their
+/// scales and `sums` their [`column_sums`].
+///
+/// ```
+/// use bertling::int8::a7::{code_offset, column_sums, gemm, groups, quantize_rows};
+/// use bertling::int8::packed::{padded_k, panels, quantize_weight};
+/// let x = [0.5f32, -1.0, 0.25];
+/// let (mut codes, mut xs) = (vec![0u8; padded_k(3)], vec![0f32; groups(3)]);
+/// quantize_rows(&x, 3, code_offset(), &mut codes, &mut xs);
+/// let (w, ws) = quantize_weight(&[1.0, 0.0, 0.0, 0.0, 2.0, 2.0], 2, 3, |s| s);
+/// let sums = column_sums(&w, 2, 3);
+/// let mut y = [0f32; 2];
+/// gemm(&codes, &xs, &w, &ws, &sums, 3, 2, 1, (0, panels(2)), &mut y, 2);
+/// assert!((y[0] - 0.5).abs() < 1e-2 && (y[1] + 1.5).abs() < 2e-2, "{y:?}");
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    x: &[u8],
+    x_scale: &[f32],
+    w: &[i8],
+    w_scale: &[f32],
+    sums: &[i32],
+    k: usize,
+    n: usize,
+    rows: usize,
+    (p0, p1): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let (kp, g) = (padded_k(k), groups(k));
+    assert!(x.len() >= rows * kp && x_scale.len() >= rows * g);
+    assert!(w.len() >= panels(n) * PANEL * kp);
+    assert!(w_scale.len() >= panels(n) * g * PANEL && sums.len() >= panels(n) * g * PANEL);
+    assert!(p0 <= p1 && p1 <= panels(n));
+    assert!(rows == 0 || n == 0 || out.len() >= (rows - 1) * ldo + n);
+    assert!(ldo >= n);
+    #[cfg(target_arch = "x86_64")]
+    if kernel_name() == "bertling_a7_avx2" {
+        // SAFETY: AVX2 and FMA are present; the asserts above bound every access.
+        unsafe {
+            avx2::gemm(
+                x,
+                x_scale,
+                w,
+                w_scale,
+                sums,
+                kp,
+                n,
+                rows,
+                (p0, p1),
+                out,
+                ldo,
+            )
+        };
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        // SAFETY: NEON and the dot product are present; the asserts above bound every access.
+        unsafe { neon::gemm_dot(x, x_scale, w, w_scale, kp, n, rows, (p0, p1), out, ldo) };
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        // SAFETY: NEON is present; the asserts above bound every access.
+        unsafe { neon::gemm(x, x_scale, w, w_scale, kp, n, rows, (p0, p1), out, ldo) };
+        return;
+    }
+    portable(x, 0, x_scale, w, w_scale, k, n, rows, (p0, p1), out, ldo)
+}
+
+/// The reference implementation (and the fallback), for codes stored with `offset`; otherwise
+/// the arguments of [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn portable(
+    x: &[u8],
+    offset: u8,
+    x_scale: &[f32],
+    w: &[i8],
+    w_scale: &[f32],
+    k: usize,
+    n: usize,
+    rows: usize,
+    (p0, p1): (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let (kp, g) = (padded_k(k), groups(k));
+    for m in 0..rows {
+        let xr = &x[m * kp..(m + 1) * kp];
+        for c in p0 * PANEL..(p1 * PANEL).min(n) {
+            let mut y = 0f32;
+            for gi in 0..g {
+                let sum: i32 = (gi * ACT_GROUP..((gi + 1) * ACT_GROUP).min(kp))
+                    .map(|t| {
+                        let q = xr[t].wrapping_sub(offset) as i8 as i32;
+                        q * w[packed_index(c, t, kp)] as i32
+                    })
+                    .sum();
+                let s = w_scale[scale_index(c, gi, g)] * x_scale[m * g + gi];
+                y = (sum as f32).mul_add(s, y);
+            }
+            out[m * ldo + c] = y;
+        }
+    }
+}
+
+/// Runs `tile(m, rows_in_tile, p, panels_in_tile)` over `rows x (p0..p1)`: `MR` rows and up to
+/// `NP` panels a tile, pass by pass (about 160 KiB of weights each) so that a pass's panels are
+/// reused from cache by every block of rows.
+#[inline(always)]
+fn tiles<const MR: usize, const NP: usize>(
+    kp: usize,
+    rows: usize,
+    (p0, p1): (usize, usize),
+    mut tile: impl FnMut(usize, usize, usize, usize),
+) {
+    let pass = ((160 << 10) / (PANEL * kp.max(1))).max(NP);
+    let mut a = p0;
+    while a < p1 {
+        let b = (a + pass).min(p1);
+        let mut m = 0;
+        while m < rows {
+            let mr = MR.min(rows - m);
+            let mut p = a;
+            while p < b {
+                let np = NP.min(b - p);
+                tile(m, mr, p, np);
+                p += np;
+            }
+            m += mr;
+        }
+        a = b;
+    }
+}
+
+/// Stores one row's 8 outputs of panel `p` (only those below `n`).
+#[inline(always)]
+fn store_row(y: &[f32; PANEL], p: usize, n: usize, row: &mut [f32]) {
+    let c0 = p * PANEL;
+    let len = PANEL.min(n - c0);
+    row[c0..c0 + len].copy_from_slice(&y[..len]);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! Per group of 4 `k`: each panel's 32 bytes (8 channels x 4 codes) as they are, the row's 4
+    //! codes broadcast, `vpmaddubsw` (pairs of products in i16, exact) then `vpmaddwd` by ones (the
+    //! 4 products of a channel in i32); 6 rows x 2 panels a tile, 12 accumulators. Per group of 64:
+    //! take back the offset's column sums, then `y = fma(sum, ws · xs, y)`.
+    use super::{ACT_GROUP, PANEL};
+    use std::arch::x86_64::*;
+
+    const MR: usize = 6;
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize, const P: usize>(
+        x: *const u8,
+        xs: *const f32,
+        w: *const i8,
+        ws: *const f32,
+        sums: *const i32,
+        kp: usize,
+        (m, p, n): (usize, usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let groups = kp.div_ceil(ACT_GROUP);
+        let ones = _mm256_set1_epi16(1);
+        let mut y = [[_mm256_setzero_ps(); P]; R];
+        for gi in 0..groups {
+            let (k0, k1) = (gi * ACT_GROUP, ((gi + 1) * ACT_GROUP).min(kp));
+            let mut acc = [[_mm256_setzero_si256(); P]; R];
+            let mut g = k0;
+            while g < k1 {
+                let mut wv = [_mm256_setzero_si256(); P];
+                for (j, v) in wv.iter_mut().enumerate() {
+                    *v = _mm256_loadu_si256(w.add(j * PANEL * kp + g * PANEL) as *const __m256i);
+                }
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_set1_epi32((x.add(i * kp + g) as *const i32).read_unaligned());
+                    for (a, v) in a.iter_mut().zip(&wv) {
+                        let pairs = _mm256_maddubs_epi16(xv, *v);
+                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones));
+                    }
+                }
+                g += 4;
+            }
+            for j in 0..P {
+                let at = j * groups * PANEL + gi * PANEL;
+                let c = _mm256_loadu_si256(sums.add(at) as *const __m256i);
+                let s = _mm256_loadu_ps(ws.add(at));
+                for (i, y) in y.iter_mut().enumerate() {
+                    let sum = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][j], c));
+                    let t = _mm256_mul_ps(s, _mm256_set1_ps(*xs.add(i * groups + gi)));
+                    y[j] = _mm256_fmadd_ps(sum, t, y[j]);
+                }
+            }
+        }
+        for (i, y) in y.iter().enumerate() {
+            let row = &mut out[(m + i) * ldo..];
+            for (j, y) in y.iter().enumerate() {
+                let pj = p + j;
+                if (pj + 1) * PANEL <= n {
+                    _mm256_storeu_ps(row.as_mut_ptr().add(pj * PANEL), *y);
+                } else {
+                    let mut tmp = [0f32; PANEL];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), *y);
+                    super::store_row(&tmp, pj, n, row);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemm(
+        x: &[u8],
+        x_scale: &[f32],
+        w: &[i8],
+        w_scale: &[f32],
+        sums: &[i32],
+        kp: usize,
+        n: usize,
+        rows: usize,
+        panels: (usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let groups = kp.div_ceil(ACT_GROUP);
+        let (xp, xsp, wp, wsp, sp) = (
+            x.as_ptr(),
+            x_scale.as_ptr(),
+            w.as_ptr(),
+            w_scale.as_ptr(),
+            sums.as_ptr(),
+        );
+        super::tiles::<MR, 2>(kp, rows, panels, |m, r, p, np| {
+            let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
+            let (w, ws, s) = (
+                wp.add(p * PANEL * kp),
+                wsp.add(p * groups * PANEL),
+                sp.add(p * groups * PANEL),
+            );
+            let at = (m, p, n);
+            macro_rules! go {
+                ($r:literal) => {
+                    if np == 2 {
+                        tile::<$r, 2>(x, xs, w, ws, s, kp, at, out, ldo)
+                    } else {
+                        tile::<$r, 1>(x, xs, w, ws, s, kp, at, out, ldo)
+                    }
+                };
+            }
+            match r {
+                6 => go!(6),
+                5 => go!(5),
+                4 => go!(4),
+                3 => go!(3),
+                2 => go!(2),
+                _ => go!(1),
+            }
+        });
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! Signed codes (offset 0). Without the dot product: per group of 4 `k`, `ld4` splits a
+    //! panel's 32 bytes into 4 vectors of 8 channels (one per `k`); `smull` + 3 `smlal` by the row's
+    //! broadcast codes sum the 4 products in i16 (`4 · 63 · 127 < 2¹⁵`), `saddw` into two i32x4
+    //! accumulators; 4 rows x 8 channels a tile. With it: `sdot` by lane, 16 `k` of a row per
+    //! load, 6 rows x 8 channels a tile.
+    use super::{ACT_GROUP, PANEL};
+    use std::arch::aarch64::*;
+
+    /// `y += sum · (ws · xs)` for a row's 8 channels.
+    #[inline(always)]
+    unsafe fn fma_group(y: &mut [float32x4_t; 2], s: [int32x4_t; 2], ws: *const f32, xs: f32) {
+        let t0 = vmulq_n_f32(vld1q_f32(ws), xs);
+        let t1 = vmulq_n_f32(vld1q_f32(ws.add(4)), xs);
+        y[0] = vfmaq_f32(y[0], vcvtq_f32_s32(s[0]), t0);
+        y[1] = vfmaq_f32(y[1], vcvtq_f32_s32(s[1]), t1);
+    }
+
+    #[inline(always)]
+    unsafe fn store<const R: usize>(
+        y: &[[float32x4_t; 2]; R],
+        (m, p, n): (usize, usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        for (i, y) in y.iter().enumerate() {
+            let mut tmp = [0f32; PANEL];
+            vst1q_f32(tmp.as_mut_ptr(), y[0]);
+            vst1q_f32(tmp.as_mut_ptr().add(4), y[1]);
+            super::store_row(&tmp, p, n, &mut out[(m + i) * ldo..]);
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize>(
+        x: *const i8,
+        xs: *const f32,
+        w: *const i8,
+        ws: *const f32,
+        kp: usize,
+        at: (usize, usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let groups = kp.div_ceil(ACT_GROUP);
+        let mut y = [[vdupq_n_f32(0.0); 2]; R];
+        for gi in 0..groups {
+            let (k0, k1) = (gi * ACT_GROUP, ((gi + 1) * ACT_GROUP).min(kp));
+            let mut acc = [[vdupq_n_s32(0); 2]; R];
+            let mut g = k0;
+            while g < k1 {
+                let b = vld4_s8(w.add(g * PANEL));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xr = x.add(i * kp + g);
+                    let mut s = vmull_s8(b.0, vdup_n_s8(*xr));
+                    s = vmlal_s8(s, b.1, vdup_n_s8(*xr.add(1)));
+                    s = vmlal_s8(s, b.2, vdup_n_s8(*xr.add(2)));
+                    s = vmlal_s8(s, b.3, vdup_n_s8(*xr.add(3)));
+                    a[0] = vaddw_s16(a[0], vget_low_s16(s));
+                    a[1] = vaddw_high_s16(a[1], s);
+                }
+                g += 4;
+            }
+            for (i, (a, y)) in acc.iter().zip(y.iter_mut()).enumerate() {
+                fma_group(y, *a, ws.add(gi * PANEL), *xs.add(i * groups + gi));
+            }
+        }
+        store::<R>(&y, at, out, ldo);
+    }
+
+    /// `acc += Σ` of 4 products per lane: lane `c` of `acc` gets `w[4c..4c+4] · x[4L..4L+4]`
+    /// (`sdot` by element, Armv8.2 dot product).
+    #[inline(always)]
+    unsafe fn sdot_lane<const L: i32>(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        std::arch::asm!(
+            "sdot {acc:v}.4s, {w:v}.16b, {x:v}.4b[{l}]",
+            acc = inout(vreg) acc,
+            w = in(vreg) w,
+            x = in(vreg) x,
+            l = const L,
+            options(pure, nomem, nostack)
+        );
+        acc
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_dot<const R: usize>(
+        x: *const i8,
+        xs: *const f32,
+        w: *const i8,
+        ws: *const f32,
+        kp: usize,
+        at: (usize, usize, usize),
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let groups = kp.div_ceil(ACT_GROUP);
+        let mut y = [[vdupq_n_f32(0.0); 2]; R];
+        for gi in 0..groups {
+            let (k0, k1) = (gi * ACT_GROUP, ((gi + 1) * ACT_GROUP).min(kp));
+            let mut acc = [[vdupq_n_s32(0); 2]; R];
+            let mut g = k0;
+            while g < k1 {
+                let steps = ((k1 - g) / 4).min(4);
+                let mut wv = [[vdupq_n_s8(0); 2]; 4];
+                for (j, v) in wv.iter_mut().enumerate().take(steps) {
+                    let b = w.add((g + 4 * j) * PANEL);
+                    *v = [vld1q_s8(b), vld1q_s8(b.add(16))];
+                }
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xr = x.add(i * kp + g);
+                    let xv = if steps == 4 {
+                        vld1q_s8(xr)
+                    } else {
+                        let mut buf = [0i8; 16];
+                        std::ptr::copy_nonoverlapping(xr, buf.as_mut_ptr(), 4 * steps);
+                        vld1q_s8(buf.as_ptr())
+                    };
+                    a[0] = sdot_lane::<0>(a[0], wv[0][0], xv);
+                    a[1] = sdot_lane::<0>(a[1], wv[0][1], xv);
+                    a[0] = sdot_lane::<1>(a[0], wv[1][0], xv);
+                    a[1] = sdot_lane::<1>(a[1], wv[1][1], xv);
+                    a[0] = sdot_lane::<2>(a[0], wv[2][0], xv);
+                    a[1] = sdot_lane::<2>(a[1], wv[2][1], xv);
+                    a[0] = sdot_lane::<3>(a[0], wv[3][0], xv);
+                    a[1] = sdot_lane::<3>(a[1], wv[3][1], xv);
+                }
+                g += 16;
+            }
+            for (i, (a, y)) in acc.iter().zip(y.iter_mut()).enumerate() {
+                fma_group(y, *a, ws.add(gi * PANEL), *xs.add(i * groups + gi));
+            }
+        }
+        store::<R>(&y, at, out, ldo);
+    }
+
+    macro_rules! driver {
+        ($name:ident, $feature:literal, $tile:ident, $mr:literal, [$($r:literal),*]) => {
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feature)]
+            pub unsafe fn $name(
+                x: &[u8],
+                x_scale: &[f32],
+                w: &[i8],
+                w_scale: &[f32],
+                kp: usize,
+                n: usize,
+                rows: usize,
+                panels: (usize, usize),
+                out: &mut [f32],
+                ldo: usize,
+            ) {
+                let groups = kp.div_ceil(ACT_GROUP);
+                let (xp, xsp, wp, wsp) =
+                    (x.as_ptr() as *const i8, x_scale.as_ptr(), w.as_ptr(), w_scale.as_ptr());
+                super::tiles::<$mr, 1>(kp, rows, panels, |m, r, p, _| {
+                    let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
+                    let (w, ws) = (wp.add(p * PANEL * kp), wsp.add(p * groups * PANEL));
+                    let at = (m, p, n);
+                    match r {
+                        $($r => $tile::<$r>(x, xs, w, ws, kp, at, out, ldo),)*
+                        _ => $tile::<1>(x, xs, w, ws, kp, at, out, ldo),
+                    }
+                });
+            }
+        };
+    }
+
+    driver!(gemm, "neon", tile, 4, [4, 3, 2]);
+    driver!(gemm_dot, "neon,dotprod", tile_dot, 6, [6, 5, 4, 3, 2]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::packed::{pack, quantize_weight};
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> u32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 33) as u32
+    }
+
+    /// The definition, from row-major weight codes and signed activation codes.
+    fn reference(
+        q: &[i32],
+        xs: &[f32],
+        codes: &[i8],
+        ws: &[f32],
+        (k, n, rows): (usize, usize, usize),
+    ) -> Vec<f32> {
+        let g = groups(k);
+        let mut out = vec![0f32; rows * n];
+        for m in 0..rows {
+            for c in 0..n {
+                let mut y = 0f32;
+                for gi in 0..g {
+                    let sum: i32 = (gi * ACT_GROUP..((gi + 1) * ACT_GROUP).min(k))
+                        .map(|t| q[m * k + t] * codes[c * k + t] as i32)
+                        .sum();
+                    y = (sum as f32).mul_add(ws[scale_index(c, gi, g)] * xs[m * g + gi], y);
+                }
+                out[m * n + c] = y;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_kernel_gives_the_definition_exactly() {
+        let mut seed = 7u64;
+        for &(k, n, rows) in &[
+            (768, 64, 13),
+            (3, 2, 1),
+            (130, 19, 7),
+            (64, 8, 6),
+            (200, 33, 12),
+            (1000, 24, 2),
+        ] {
+            let codes: Vec<i8> = (0..n * k)
+                .map(|_| (lcg(&mut seed) % 255) as i32 - 127)
+                .map(|v| v as i8)
+                .collect();
+            let w = pack(&codes, n, k);
+            let ws: Vec<f32> = (0..super::super::packed::scales_len(n, k))
+                .map(|_| (lcg(&mut seed) % 1000) as f32 * 1e-5)
+                .collect();
+            let x: Vec<f32> = (0..rows * k)
+                .map(|_| (lcg(&mut seed) % 2001) as f32 / 100.0 - 10.0)
+                .collect();
+            let (kp, g) = (padded_k(k), groups(k));
+            let sums = column_sums(&w, n, k);
+            for offset in [0u8, 64] {
+                let mut xq = vec![0u8; rows * kp];
+                let mut xs = vec![0f32; rows * g];
+                quantize_rows(&x, k, offset, &mut xq, &mut xs);
+                let q: Vec<i32> = (0..rows * k)
+                    .map(|i| xq[(i / k) * kp + i % k].wrapping_sub(offset) as i8 as i32)
+                    .collect();
+                assert!(q.iter().all(|v| v.abs() <= ACT_MAX));
+                let want = reference(&q, &xs, &codes, &ws, (k, n, rows));
+                let mut got = vec![f32::NAN; rows * n];
+                portable(
+                    &xq,
+                    offset,
+                    &xs,
+                    &w,
+                    &ws,
+                    k,
+                    n,
+                    rows,
+                    (0, panels(n)),
+                    &mut got,
+                    n,
+                );
+                assert_eq!(got, want, "portable, offset {offset}, {k}x{n}x{rows}");
+                if offset == code_offset() {
+                    // Split across two column ranges, as threads do.
+                    let mut got = vec![f32::NAN; rows * n];
+                    let mid = panels(n) / 2;
+                    gemm(&xq, &xs, &w, &ws, &sums, k, n, rows, (0, mid), &mut got, n);
+                    gemm(
+                        &xq,
+                        &xs,
+                        &w,
+                        &ws,
+                        &sums,
+                        k,
+                        n,
+                        rows,
+                        (mid, panels(n)),
+                        &mut got,
+                        n,
+                    );
+                    assert_eq!(got, want, "{}, {k}x{n}x{rows}", kernel_name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn codes_are_7_bit_per_group_and_sums_fit() {
+        // A huge value only coarsens its own group.
+        let mut x = vec![0.01f32; 128];
+        x[3] = 1000.0;
+        let (mut q, mut s) = (vec![0u8; 128], vec![0f32; 2]);
+        quantize_rows(&x, 128, 0, &mut q, &mut s);
+        assert_eq!(s[0], 1000.0 / 63.0);
+        assert_eq!(s[1], 0.01 / 63.0);
+        assert!(q[64..].iter().all(|&c| c == 63));
+        // The worst vpmaddubsw pair cannot saturate.
+        assert!(2 * (ACT_MAX + AVX2_OFFSET as i32) * 127 <= i16::MAX as i32);
+        let (w, _) = quantize_weight(&[1.0; 64], 1, 64, |s| s);
+        assert_eq!(column_sums(&w, 1, 64)[0], 64 * 64 * 127);
+    }
+}
