@@ -29,6 +29,10 @@ const LOGIT_TOLERANCE: f32 = 1e-4;
 /// int8 files: the integer sums are identical on every CPU, but the f32 parts around them (attention,
 /// LayerNorm) round differently, and a value on a rounding edge can take the neighbouring code.
 const INT8_LOGIT_TOLERANCE: f32 = 2e-2;
+/// `--int8-activations grouped7` files: the same, but a 7-bit code step is 1/63 of its group's
+/// largest value, so a neighbouring code moves a logit more: observed 2e-6 on ALBERT and DistilBERT
+/// (no value on an edge) and 0.29 on BERT (one), on these hidden-32 fixtures.
+const GROUPED7_LOGIT_TOLERANCE: f32 = 0.5;
 
 /// A qemu CPU model and what a Raspberry Pi with that core offers.
 struct Cpu {
@@ -203,7 +207,7 @@ fn parity(cpu: &Cpu) {
     }
 }
 
-/// int8 files: the same top-5 as on x86 for every mask, logits close.
+/// int8 files: the same top-5 as on x86 for every mask (near ties may swap), logits close.
 fn parity_int8(cpu: &Cpu) {
     for (arch, path) in ARCHS
         .iter()
@@ -212,7 +216,13 @@ fn parity_int8(cpu: &Cpu) {
         let refs = references(arch);
         let lines = fill_lines(cpu, &path, &refs);
         let mut x86 = Model::load(&path).expect("load on x86");
-        let (mut worst, mut masks) = (0f32, 0);
+        let grouped7 = path.to_string_lossy().contains("grouped7");
+        let tolerance = if grouped7 {
+            GROUPED7_LOGIT_TOLERANCE
+        } else {
+            INT8_LOGIT_TOLERANCE
+        };
+        let (mut worst, mut masks, mut swaps) = (0f32, 0, 0);
         for (case, got) in refs.cases.iter().zip(&lines) {
             let want = x86.fill_mask(&case.text, TOP_K).expect("x86 fill");
             let at = format!("{} on -cpu {}: {:?}", path.display(), cpu.qemu, case.text);
@@ -221,8 +231,21 @@ fn parity_int8(cpu: &Cpu) {
             for (i, g) in got.masks.iter().enumerate() {
                 let x86_tokens: Vec<u32> =
                     want.masks[i].candidates.iter().map(|c| c.token).collect();
-                assert_eq!(g.tokens, x86_tokens, "{at}: top-{TOP_K} of mask {i} vs x86");
                 let x86_logits = x86.last_logits(i).expect("x86 logits");
+                // The same top-5, except that candidates whose x86 logits are within the
+                // tolerance (a near tie) may trade places.
+                for (a, b) in g.tokens.iter().zip(&x86_tokens) {
+                    if a != b {
+                        let gap = (x86_logits[*a as usize] - x86_logits[*b as usize]).abs();
+                        assert!(
+                            gap <= tolerance,
+                            "{at}: top-{TOP_K} of mask {i} vs x86: {:?} vs {x86_tokens:?} \
+                             (x86 logits {gap} apart)",
+                            g.tokens
+                        );
+                        swaps += 1;
+                    }
+                }
                 for (a, b) in g.logits.iter().zip(x86_logits) {
                     worst = worst.max((a - b).abs());
                 }
@@ -230,13 +253,14 @@ fn parity_int8(cpu: &Cpu) {
             }
         }
         assert!(
-            worst <= INT8_LOGIT_TOLERANCE,
+            worst <= tolerance,
             "{} on -cpu {}: max |logit diff| vs x86 {worst}",
             path.display(),
             cpu.qemu
         );
         eprintln!(
-            "{arch} {} on -cpu {}: {masks} masks, top-5 equal to x86, max |logit diff| {worst:.2e}",
+            "{arch} {} on -cpu {}: {masks} masks, top-5 equal to x86 but for {swaps} near-tie \
+             swaps, max |logit diff| {worst:.2e}",
             path.file_name().unwrap().to_string_lossy(),
             cpu.qemu
         );
