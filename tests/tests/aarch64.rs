@@ -275,15 +275,20 @@ struct Info {
     kernels: Vec<String>,
 }
 
+/// `bertling-run info --json` of a model file under qemu on `cpu`.
+fn info_of(cpu: &Cpu, path: &Path) -> Info {
+    let out = qemu(
+        cpu,
+        &["info", "--json", path.to_str().expect("utf-8 path")],
+        "",
+    );
+    serde_json::from_str(&out).expect("info JSON")
+}
+
 fn kernels(cpu: &Cpu) {
     for arch in ARCHS {
         let path = compiled(arch);
-        let out = qemu(
-            cpu,
-            &["info", "--json", path.to_str().expect("utf-8 path")],
-            "",
-        );
-        let info: Info = serde_json::from_str(&out).expect("info JSON");
+        let info = info_of(cpu, &path);
         let at = format!("{arch} on -cpu {}", cpu.qemu);
         eprintln!(
             "{at}: features {:?}, kernels {:?}, int8 {:?}",
@@ -324,12 +329,7 @@ fn kernels(cpu: &Cpu) {
         // one for the encoder, the row-major one for a tied output projection), tract's NEON
         // kernels for the rest.
         let path = compiled_int8(arch);
-        let out = qemu(
-            cpu,
-            &["info", "--json", path.to_str().expect("utf-8 path")],
-            "",
-        );
-        let info: Info = serde_json::from_str(&out).expect("info JSON");
+        let info = info_of(cpu, &path);
         eprintln!("{at} int8: kernels {:?}", info.kernels);
         assert!(
             info.kernels.iter().any(|k| k == cpu.bertling_int8_kernel),
@@ -345,12 +345,7 @@ fn kernels(cpu: &Cpu) {
             info.kernels
         );
         let path = compiled_int8_grouped7(arch);
-        let out = qemu(
-            cpu,
-            &["info", "--json", path.to_str().expect("utf-8 path")],
-            "",
-        );
-        let info: Info = serde_json::from_str(&out).expect("info JSON");
+        let info = info_of(cpu, &path);
         assert!(
             info.kernels.iter().any(|k| k == cpu.grouped7_kernel),
             "{at} int8 grouped7: {:?} lacks {}",

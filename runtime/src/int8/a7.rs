@@ -36,10 +36,18 @@ pub const ACT_GROUP: usize = SCALE_GROUP;
 /// What the AVX2 kernel adds to every code (so codes are unsigned bytes for `vpmaddubsw`).
 const AVX2_OFFSET: u8 = 64;
 
-/// Which implementation [`gemm`] uses on this CPU.
-pub fn kernel_name() -> &'static str {
+/// Whether [`gemm`] runs the AVX2 kernel (which reads codes offset by 64) on this CPU.
+fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return true;
+    }
+    false
+}
+
+/// Which implementation [`gemm`] uses on this CPU.
+pub fn kernel_name() -> &'static str {
+    if avx2() {
         return "bertling_a7_avx2";
     }
     #[cfg(target_arch = "aarch64")]
@@ -55,7 +63,7 @@ pub fn kernel_name() -> &'static str {
 
 /// The offset [`quantize_rows`] adds to codes for this CPU's kernel: 64 for AVX2, 0 elsewhere.
 pub fn code_offset() -> u8 {
-    if kernel_name() == "bertling_a7_avx2" {
+    if avx2() {
         AVX2_OFFSET
     } else {
         0
@@ -157,7 +165,7 @@ pub fn gemm(
     assert!(rows == 0 || n == 0 || out.len() >= (rows - 1) * ldo + n);
     assert!(ldo >= n);
     #[cfg(target_arch = "x86_64")]
-    if kernel_name() == "bertling_a7_avx2" {
+    if avx2() {
         // SAFETY: AVX2 and FMA are present; the asserts above bound every access.
         unsafe {
             avx2::gemm(
@@ -227,43 +235,6 @@ pub fn portable(
     }
 }
 
-/// Runs `tile(m, rows_in_tile, p, panels_in_tile)` over `rows x (p0..p1)`: `MR` rows and up to
-/// `NP` panels a tile, pass by pass (about 160 KiB of weights each) so that a pass's panels are
-/// reused from cache by every block of rows.
-#[inline(always)]
-fn tiles<const MR: usize, const NP: usize>(
-    kp: usize,
-    rows: usize,
-    (p0, p1): (usize, usize),
-    mut tile: impl FnMut(usize, usize, usize, usize),
-) {
-    let pass = ((160 << 10) / (PANEL * kp.max(1))).max(NP);
-    let mut a = p0;
-    while a < p1 {
-        let b = (a + pass).min(p1);
-        let mut m = 0;
-        while m < rows {
-            let mr = MR.min(rows - m);
-            let mut p = a;
-            while p < b {
-                let np = NP.min(b - p);
-                tile(m, mr, p, np);
-                p += np;
-            }
-            m += mr;
-        }
-        a = b;
-    }
-}
-
-/// Stores one row's 8 outputs of panel `p` (only those below `n`).
-#[inline(always)]
-fn store_row(y: &[f32; PANEL], p: usize, n: usize, row: &mut [f32]) {
-    let c0 = p * PANEL;
-    let len = PANEL.min(n - c0);
-    row[c0..c0 + len].copy_from_slice(&y[..len]);
-}
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! Per group of 4 `k`: each panel's 32 bytes (8 channels x 4 codes) as they are, the row's 4
@@ -329,7 +300,7 @@ mod avx2 {
                 } else {
                     let mut tmp = [0f32; PANEL];
                     _mm256_storeu_ps(tmp.as_mut_ptr(), *y);
-                    super::store_row(&tmp, pj, n, row);
+                    super::super::packed::store_row(&tmp, pj, n, row);
                 }
             }
         }
@@ -358,7 +329,7 @@ mod avx2 {
             w_scale.as_ptr(),
             sums.as_ptr(),
         );
-        super::tiles::<MR, 2>(kp, rows, panels, |m, r, p, np| {
+        super::super::packed::tiles::<MR, 2>(kp, rows, panels, |m, r, p, np| {
             let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
             let (w, ws, s) = (
                 wp.add(p * PANEL * kp),
@@ -394,6 +365,7 @@ mod neon {
     //! broadcast codes sum the 4 products in i16 (`4 · 63 · 127 < 2¹⁵`), `saddw` into two i32x4
     //! accumulators; 4 rows x 8 channels a tile. With it: `sdot` by lane, 16 `k` of a row per
     //! load, 6 rows x 8 channels a tile.
+    use super::super::packed::neon::{load16, sdot16};
     use super::{ACT_GROUP, PANEL};
     use std::arch::aarch64::*;
 
@@ -417,7 +389,7 @@ mod neon {
             let mut tmp = [0f32; PANEL];
             vst1q_f32(tmp.as_mut_ptr(), y[0]);
             vst1q_f32(tmp.as_mut_ptr().add(4), y[1]);
-            super::store_row(&tmp, p, n, &mut out[(m + i) * ldo..]);
+            super::super::packed::store_row(&tmp, p, n, &mut out[(m + i) * ldo..]);
         }
     }
 
@@ -459,22 +431,6 @@ mod neon {
         store::<R>(&y, at, out, ldo);
     }
 
-    /// `acc += Σ` of 4 products per lane: lane `c` of `acc` gets `w[4c..4c+4] · x[4L..4L+4]`
-    /// (`sdot` by element, Armv8.2 dot product).
-    #[inline(always)]
-    unsafe fn sdot_lane<const L: i32>(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
-        let mut acc = acc;
-        std::arch::asm!(
-            "sdot {acc:v}.4s, {w:v}.16b, {x:v}.4b[{l}]",
-            acc = inout(vreg) acc,
-            w = in(vreg) w,
-            x = in(vreg) x,
-            l = const L,
-            options(pure, nomem, nostack)
-        );
-        acc
-    }
-
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_dot<const R: usize>(
@@ -495,11 +451,7 @@ mod neon {
             let mut g = k0;
             while g < k1 {
                 let steps = ((k1 - g) / 4).min(4);
-                let mut wv = [[vdupq_n_s8(0); 2]; 4];
-                for (j, v) in wv.iter_mut().enumerate().take(steps) {
-                    let b = w.add((g + 4 * j) * PANEL);
-                    *v = [vld1q_s8(b), vld1q_s8(b.add(16))];
-                }
+                let wv = load16(w, g, steps);
                 for (i, a) in acc.iter_mut().enumerate() {
                     let xr = x.add(i * kp + g);
                     let xv = if steps == 4 {
@@ -509,14 +461,7 @@ mod neon {
                         std::ptr::copy_nonoverlapping(xr, buf.as_mut_ptr(), 4 * steps);
                         vld1q_s8(buf.as_ptr())
                     };
-                    a[0] = sdot_lane::<0>(a[0], wv[0][0], xv);
-                    a[1] = sdot_lane::<0>(a[1], wv[0][1], xv);
-                    a[0] = sdot_lane::<1>(a[0], wv[1][0], xv);
-                    a[1] = sdot_lane::<1>(a[1], wv[1][1], xv);
-                    a[0] = sdot_lane::<2>(a[0], wv[2][0], xv);
-                    a[1] = sdot_lane::<2>(a[1], wv[2][1], xv);
-                    a[0] = sdot_lane::<3>(a[0], wv[3][0], xv);
-                    a[1] = sdot_lane::<3>(a[1], wv[3][1], xv);
+                    sdot16(a, &wv, xv);
                 }
                 g += 16;
             }
@@ -546,7 +491,7 @@ mod neon {
                 let groups = kp.div_ceil(ACT_GROUP);
                 let (xp, xsp, wp, wsp) =
                     (x.as_ptr() as *const i8, x_scale.as_ptr(), w.as_ptr(), w_scale.as_ptr());
-                super::tiles::<$mr, 1>(kp, rows, panels, |m, r, p, _| {
+                super::super::packed::tiles::<$mr, 1>(kp, rows, panels, |m, r, p, _| {
                     let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
                     let (w, ws) = (wp.add(p * PANEL * kp), wsp.add(p * groups * PANEL));
                     let at = (m, p, n);
@@ -568,12 +513,7 @@ mod tests {
     use super::super::packed::{pack, quantize_weight};
     use super::*;
 
-    fn lcg(seed: &mut u64) -> u32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*seed >> 33) as u32
-    }
+    use super::super::lcg;
 
     /// The definition, from row-major weight codes and signed activation codes.
     fn reference(

@@ -105,6 +105,12 @@ impl Int8Linear {
         self.act_group > 0
     }
 
+    /// Whether it takes `n` inputs: `x`, the codes and the scales, and for grouped operators the
+    /// column sums declutter adds.
+    fn takes(&self, n: usize) -> bool {
+        n == 3 || (self.grouped() && n == 4)
+    }
+
     /// The kernel this operator runs on this CPU.
     pub fn kernel_name(&self) -> &'static str {
         if self.grouped() {
@@ -225,10 +231,7 @@ impl EvalOp for Int8Linear {
 
 impl Int8Linear {
     fn compute(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(
-            inputs.len() == 3 || (self.grouped() && inputs.len() == 4),
-            "Int8Linear takes three inputs"
-        );
+        ensure!(self.takes(inputs.len()), "Int8Linear takes three inputs");
         let (xt, wt, st) = (&inputs[0], &inputs[1], &inputs[2]);
         ensure!(xt.rank() >= 1, "Int8Linear: input must have a K axis");
         let x = xt.try_as_plain_ram()?.as_slice::<f32>()?;
@@ -364,10 +367,7 @@ impl Int8Linear {
 
 impl TypedOp for Int8Linear {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(
-            inputs.len() == 3 || (self.grouped() && inputs.len() == 4),
-            "Int8Linear takes three inputs"
-        );
+        ensure!(self.takes(inputs.len()), "Int8Linear takes three inputs");
         let (x, w, s) = (inputs[0], inputs[1], inputs[2]);
         ensure!(
             x.datum_type == f32::datum_type(),
@@ -522,6 +522,16 @@ pub fn register(registry: &mut Registry) {
         &[("output", TypeName::Scalar.tensor())],
         load,
     );
+}
+
+/// A linear congruential generator for the kernels' tests: deterministic inputs without a
+/// dependency.
+#[cfg(test)]
+pub(crate) fn lcg(seed: &mut u64) -> u32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (*seed >> 33) as u32
 }
 
 #[cfg(test)]

@@ -257,30 +257,29 @@ pub fn portable(
     }
 }
 
-/// How many panels one pass over a block of rows visits: about 160 KiB of weights, so they stay in
-/// L2 while the block of activation rows stays in L1.
-fn panels_per_pass(kp: usize) -> usize {
-    ((160 << 10) / (PANEL * kp.max(1))).max(1)
-}
-
-/// Runs `tile(m, rows_in_tile, panel)` over `rows x (p0..p1)`, `MR` rows a tile (the last tile
-/// smaller), pass by pass so that each pass's panels are reused from cache by every row block.
+/// Runs `tile(m, rows_in_tile, p, panels_in_tile)` over `rows x (p0..p1)`: `MR` rows (the last
+/// tile fewer) and up to `NP` panels a tile, pass by pass (about 160 KiB of weights each, so they
+/// stay in L2 while the block of activation rows stays in L1) so that each pass's panels are reused
+/// from cache by every row block. Shared with [`super::a7`].
 #[inline(always)]
-fn tiles<const MR: usize>(
+pub(super) fn tiles<const MR: usize, const NP: usize>(
     kp: usize,
     rows: usize,
     (p0, p1): (usize, usize),
-    mut tile: impl FnMut(usize, usize, usize),
+    mut tile: impl FnMut(usize, usize, usize, usize),
 ) {
-    let pass = panels_per_pass(kp);
+    let pass = ((160 << 10) / (PANEL * kp.max(1))).max(NP);
     let mut a = p0;
     while a < p1 {
         let b = (a + pass).min(p1);
         let mut m = 0;
         while m < rows {
             let mr = MR.min(rows - m);
-            for p in a..b {
-                tile(m, mr, p);
+            let mut p = a;
+            while p < b {
+                let np = NP.min(b - p);
+                tile(m, mr, p, np);
+                p += np;
             }
             m += mr;
         }
@@ -288,11 +287,12 @@ fn tiles<const MR: usize>(
     }
 }
 
-/// Writes the first `n - 8p` of a row's 8 outputs of panel `p`, the last, partial one.
+/// Stores one row's 8 outputs of panel `p` (only those below `n`: the last panel may be partial).
 #[inline(always)]
-fn store_partial(y: &[f32; PANEL], p: usize, n: usize, out: &mut [f32]) {
+pub(super) fn store_row(y: &[f32; PANEL], p: usize, n: usize, row: &mut [f32]) {
     let c0 = p * PANEL;
-    out[c0..n].copy_from_slice(&y[..n - c0]);
+    let len = PANEL.min(n - c0);
+    row[c0..c0 + len].copy_from_slice(&y[..len]);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -352,7 +352,7 @@ mod avx2 {
             } else {
                 let mut tmp = [0f32; PANEL];
                 _mm256_storeu_ps(tmp.as_mut_ptr(), v);
-                super::store_partial(&tmp, p, n, row);
+                super::store_row(&tmp, p, n, row);
             }
         }
     }
@@ -372,7 +372,7 @@ mod avx2 {
         ldo: usize,
     ) {
         let (xp, wp) = (x.as_ptr(), w.as_ptr());
-        super::tiles::<MR>(kp, rows, panels, |m, r, p| {
+        super::tiles::<MR, 1>(kp, rows, panels, |m, r, p, _| {
             let (x, w) = (xp.add(m * kp), wp.add(p * PANEL * kp));
             let at = (m, p, n);
             match r {
@@ -388,7 +388,7 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "aarch64")]
-mod neon {
+pub(super) mod neon {
     //! Per group of 4 `k`: `ld4` splits the panel's 32 bytes into 4 vectors of 8 channels (one per
     //! `k`), widened to i16; each row's 4 activation codes are multiplied in by lane (`smlal`,
     //! `smlal2`) into two i32x4 accumulators (channels 0-3, 4-7); 4 rows x 8 channels a tile
@@ -426,7 +426,7 @@ mod neon {
                 let mut tmp = [0f32; PANEL];
                 vst1q_f32(tmp.as_mut_ptr(), v0);
                 vst1q_f32(tmp.as_mut_ptr().add(4), v1);
-                super::store_partial(&tmp, p, n, row);
+                super::store_row(&tmp, p, n, row);
             }
         }
     }
@@ -471,6 +471,40 @@ mod neon {
             }
         }
         store::<R>(&y, x_scale, at, out, ldo);
+    }
+
+    /// A panel's weights for the 16 consecutive `k` from `g` (`steps` groups of 4 present, the
+    /// rest zero): per group of 4 `k`, channels 0-3 and channels 4-7. Shared with `a7`.
+    #[inline(always)]
+    pub(in crate::int8) unsafe fn load16(
+        w: *const i8,
+        g: usize,
+        steps: usize,
+    ) -> [[int8x16_t; 2]; 4] {
+        let mut wv = [[vdupq_n_s8(0); 2]; 4];
+        for (j, v) in wv.iter_mut().enumerate().take(steps) {
+            let b = w.add((g + 4 * j) * PANEL);
+            *v = [vld1q_s8(b), vld1q_s8(b.add(16))];
+        }
+        wv
+    }
+
+    /// `a[0]` (channels 0-3) and `a[1]` (channels 4-7) `+=` the products of 16 consecutive codes
+    /// `x` (4 a lane) with the weights [`load16`] read. Shared with `a7`.
+    #[inline(always)]
+    pub(in crate::int8) unsafe fn sdot16(
+        a: &mut [int32x4_t; 2],
+        wv: &[[int8x16_t; 2]; 4],
+        x: int8x16_t,
+    ) {
+        a[0] = sdot_lane::<0>(a[0], wv[0][0], x);
+        a[1] = sdot_lane::<0>(a[1], wv[0][1], x);
+        a[0] = sdot_lane::<1>(a[0], wv[1][0], x);
+        a[1] = sdot_lane::<1>(a[1], wv[1][1], x);
+        a[0] = sdot_lane::<2>(a[0], wv[2][0], x);
+        a[1] = sdot_lane::<2>(a[1], wv[2][1], x);
+        a[0] = sdot_lane::<3>(a[0], wv[3][0], x);
+        a[1] = sdot_lane::<3>(a[1], wv[3][1], x);
     }
 
     /// `acc += Σ` of 4 products per lane: lane `c` of `acc` gets `w[4c..4c+4] · x[4L..4L+4]`
@@ -531,24 +565,11 @@ mod neon {
             let mut g = k0;
             while g < k1 {
                 let steps = ((k1 - g) / 4).min(4);
-                let mut wv = [[vdupq_n_s8(0); 2]; 4];
-                for (j, v) in wv.iter_mut().enumerate().take(steps) {
-                    let b = w.add((g + 4 * j) * PANEL);
-                    *v = [vld1q_s8(b), vld1q_s8(b.add(16))];
-                }
+                let wv = load16(w, g, steps);
                 for (i, a) in acc.iter_mut().enumerate() {
                     let (hi, lo) = split(x.add(i * kp + g), steps);
-                    for (h, xv) in [hi, lo].into_iter().enumerate() {
-                        let a = &mut a[h];
-                        a[0] = sdot_lane::<0>(a[0], wv[0][0], xv);
-                        a[1] = sdot_lane::<0>(a[1], wv[0][1], xv);
-                        a[0] = sdot_lane::<1>(a[0], wv[1][0], xv);
-                        a[1] = sdot_lane::<1>(a[1], wv[1][1], xv);
-                        a[0] = sdot_lane::<2>(a[0], wv[2][0], xv);
-                        a[1] = sdot_lane::<2>(a[1], wv[2][1], xv);
-                        a[0] = sdot_lane::<3>(a[0], wv[3][0], xv);
-                        a[1] = sdot_lane::<3>(a[1], wv[3][1], xv);
-                    }
+                    sdot16(&mut a[0], &wv, hi);
+                    sdot16(&mut a[1], &wv, lo);
                 }
                 g += 16;
             }
@@ -577,7 +598,7 @@ mod neon {
         ldo: usize,
     ) {
         let (xp, wp) = (x.as_ptr(), w.as_ptr());
-        super::tiles::<3>(kp, rows, panels, |m, r, p| {
+        super::tiles::<3, 1>(kp, rows, panels, |m, r, p, _| {
             let (x, w) = (xp.add(m * kp), wp.add(p * PANEL * kp));
             let at = (m, p, n);
             match r {
@@ -603,7 +624,7 @@ mod neon {
         ldo: usize,
     ) {
         let (xp, wp) = (x.as_ptr(), w.as_ptr());
-        super::tiles::<MR>(kp, rows, panels, |m, r, p| {
+        super::tiles::<MR, 1>(kp, rows, panels, |m, r, p, _| {
             let (x, w) = (xp.add(m * kp), wp.add(p * PANEL * kp));
             let at = (m, p, n);
             match r {
@@ -621,12 +642,7 @@ mod tests {
     use super::super::wide::{act_max, ACT_MAX_DEFAULT};
     use super::*;
 
-    fn lcg(seed: &mut u64) -> u32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*seed >> 33) as u32
-    }
+    use super::super::lcg;
 
     /// The definition, computed from row-major codes and `[n][group]` scales.
     #[allow(clippy::too_many_arguments)]

@@ -442,12 +442,7 @@ mod neon {
 mod tests {
     use super::*;
 
-    fn lcg(seed: &mut u64) -> u32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*seed >> 33) as u32
-    }
+    use super::super::lcg;
 
     #[test]
     fn the_picked_kernel_equals_the_portable_one_exactly() {

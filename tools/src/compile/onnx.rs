@@ -184,8 +184,7 @@ impl GraphBuild {
     /// Runs the probe sentence through the decluttered ONNX graph and through a model loaded from
     /// the file image; fails unless their mask-position logits agree: within 1e-4 for fp32, in
     /// direction (cosine similarity >= `min_cosine`, by default 0.99: a guard against a broken
-    /// graph, not the accuracy
-    /// figure) for int8.
+    /// graph, not the accuracy figure) for int8.
     pub fn check_against(
         &self,
         image: &[u8],
