@@ -33,9 +33,10 @@ pub const MAGIC: [u8; 8] = *b"BERTLNG\0";
 /// Version 2 added [`Precision::Int8`]; version 3, the `activation_max`, `layout` and `channels`
 /// attributes of the `bertling_linear_i8` operator (12-bit activations, panel-packed weights with
 /// a scale per 64 inputs); version 4, its `activation_group` attribute (7-bit activations with a
-/// scale per 64 inputs, [`crate::int8::a7`]). Version 1 to 3 files have the same layout and
-/// manifest and still load.
-pub const FORMAT_VERSION: u32 = 4;
+/// scale per 64 inputs, [`crate::int8::a7`]); version 5, [`OutputKind::MaskedLayer`] (the last
+/// encoder layer run at the masks). Version 1 to 4 files have the same layout and manifest and
+/// still load.
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest format version this crate reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the fixed header.
@@ -181,6 +182,15 @@ pub enum OutputKind {
         /// Width of a hidden-state row.
         hidden: u32,
     },
+    /// Two graphs, the head taking more than the head: the encoder (section `Graph`) outputs
+    /// hidden states `[.., S, hidden]` (the last encoder layer's input); the head (section `Head`)
+    /// takes them whole and the mask positions (i64 `[M]`, text order) and returns logits
+    /// `[.., M, vocab]`. It runs the last layer's keys and values at every position and the rest
+    /// of that layer, and the vocabulary projection, at the masks only (format 5).
+    MaskedLayer {
+        /// Width of a hidden-state row.
+        hidden: u32,
+    },
 }
 
 /// What a section holds.
@@ -189,9 +199,10 @@ pub enum SectionKind {
     /// The Hugging Face `tokenizer.json`, verbatim.
     Tokenizer,
     /// The tract graph ([`crate::graph::StoredGraph`]: NNEF text and a tensor table): the whole
-    /// model, or the encoder when the output kind is [`OutputKind::MaskedHead`].
+    /// model, or the encoder when the output kind is [`OutputKind::MaskedHead`] or
+    /// [`OutputKind::MaskedLayer`].
     Graph,
-    /// The masked-LM head, with [`OutputKind::MaskedHead`].
+    /// The masked-LM head, with [`OutputKind::MaskedHead`] or [`OutputKind::MaskedLayer`].
     Head,
     /// The tensor store every graph's tensors live in, each distinct tensor once.
     Tensors,
@@ -400,6 +411,11 @@ impl<'a> ModelFile<'a> {
         }
         let manifest: Manifest = postcard::from_bytes(manifest_bytes)
             .map_err(|e| FormatError::Malformed(format!("manifest does not decode: {e}")))?;
+        if version < 5 && matches!(manifest.output, OutputKind::MaskedLayer { .. }) {
+            return Err(FormatError::Malformed(format!(
+                "a format {version} file cannot have a MaskedLayer head (format 5)"
+            )));
+        }
 
         // Sections: in file order, aligned, within [HEADER_LEN, m_off), not overlapping, zero padding.
         let mut cursor = HEADER_LEN as u64;
@@ -586,6 +602,25 @@ mod tests {
             );
             assert!(err.to_string().contains(&format!("version {version}")));
         }
+    }
+
+    #[test]
+    fn a_masked_layer_head_needs_version_5() {
+        let mut manifest = sample_manifest();
+        manifest.output = OutputKind::MaskedLayer { hidden: 4 };
+        let mut bytes = write(manifest, &[(SectionKind::Tokenizer, b"{}".as_slice())]).unwrap();
+        assert_eq!(
+            ModelFile::parse(&bytes).unwrap().manifest.output,
+            OutputKind::MaskedLayer { hidden: 4 }
+        );
+        bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
+        let c = crc(&bytes[..60]);
+        bytes[60..64].copy_from_slice(&c.to_le_bytes());
+        let err = ModelFile::parse(&bytes).unwrap_err();
+        assert!(
+            matches!(&err, FormatError::Malformed(m) if m.contains("MaskedLayer")),
+            "{err}"
+        );
     }
 
     #[test]

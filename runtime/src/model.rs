@@ -31,8 +31,11 @@ pub struct Model {
     state: TypedSimpleState,
     /// The masked-LM head, when the vocabulary projection is cut to the mask positions.
     head: Option<TypedSimpleState>,
-    /// The head's input shape; the mask count goes at the second-to-last axis.
+    /// [`OutputKind::MaskedHead`]: the head's input shape, the mask count going at the
+    /// second-to-last axis. Empty otherwise.
     head_input_shape: Vec<usize>,
+    /// [`OutputKind::MaskedLayer`]: the mask positions (capacity planned at load).
+    positions: Vec<i64>,
     /// Hidden-state rows of the masks (capacity planned at load).
     hidden: Vec<f32>,
     token_strs: Vec<String>,
@@ -163,6 +166,11 @@ impl Model {
                 let shape = head_input_shape(&graph, hidden as usize)?;
                 (Some(state), shape, hidden as usize)
             }
+            OutputKind::MaskedLayer { hidden } => {
+                let (graph, state) = plan(SectionKind::Head)?;
+                check_layer_head(&graph, hidden as usize)?;
+                (Some(state), vec![], hidden as usize)
+            }
         };
 
         let vocab = tokenizer.get_vocab_size(true) as u32;
@@ -188,6 +196,7 @@ impl Model {
             hidden: Vec::with_capacity(MAX_MASKS * hidden),
             head,
             head_input_shape,
+            positions: Vec::with_capacity(MAX_MASKS),
             manifest,
             tokenizer,
             state,
@@ -364,13 +373,54 @@ impl Model {
         let vocab = self.manifest.vocab_size as usize;
         let width = match self.manifest.output {
             OutputKind::AllPositionLogits => vocab,
-            OutputKind::MaskedHead { hidden } => hidden as usize,
+            OutputKind::MaskedHead { hidden } | OutputKind::MaskedLayer { hidden } => {
+                hidden as usize
+            }
         };
         if rows.len() != n * width {
             return Err(Error::Inference(format!(
                 "the graph returned {} values, expected {n} x {width}",
                 rows.len()
             )));
+        }
+        if let (OutputKind::MaskedLayer { .. }, Some(head)) =
+            (self.manifest.output, self.head.as_mut())
+        {
+            // The head takes the encoder's output whole, and the mask positions.
+            self.positions.clear();
+            self.positions.extend(
+                self.ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &t)| t == mask_id)
+                    .map(|(p, _)| p as i64),
+            );
+            let m = self.positions.len();
+            let positions = Tensor::from_shape(&[m], &self.positions).map_err(infer)?;
+            let hidden = outputs
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Inference("the encoder returned no output".to_string()))?;
+            let outputs = crate::profile::run(
+                head,
+                tvec![hidden, positions.into_tvalue()],
+                "head",
+                self.profiler.as_mut(),
+            )
+            .map_err(infer)?;
+            let logits = outputs[0]
+                .try_as_plain_ram()
+                .and_then(|v| v.as_slice::<f32>())
+                .map_err(infer)?;
+            if logits.len() != m * vocab {
+                return Err(Error::Inference(format!(
+                    "the head returned {} logits, expected {m} x {vocab}",
+                    logits.len()
+                )));
+            }
+            self.logits.clear();
+            self.logits.extend_from_slice(logits);
+            return Ok(());
         }
         // The mask rows: logits already, or hidden states for the head.
         let gathered = if self.head.is_some() {
@@ -496,6 +546,29 @@ impl Model {
             s
         })
     }
+}
+
+/// A [`OutputKind::MaskedLayer`] head must take hidden states `[.., hidden]` and positions
+/// (i64 `[M]`), and return one output.
+fn check_layer_head(head: &TypedModel, hidden: usize) -> Result<()> {
+    let ok = head.inputs.len() == 2
+        && head.outputs.len() == 1
+        && head.input_fact(0).is_ok_and(|f| {
+            f.rank() >= 2 && f.shape[f.rank() - 1].to_i64().ok() == Some(hidden as i64)
+        })
+        && head
+            .input_fact(1)
+            .is_ok_and(|f| f.rank() == 1 && f.datum_type == i64::datum_type());
+    if !ok {
+        return Err(Error::Inconsistent(format!(
+            "the head's inputs {:?} are not hidden states [.., {hidden}] and positions [M]",
+            head.inputs
+                .iter()
+                .map(|&i| head.outlet_fact(i).map(|f| format!("{f:?}")))
+                .collect::<Vec<_>>()
+        )));
+    }
+    Ok(())
 }
 
 /// The head's input must be `[1, .., 1, M, hidden]`; returns its shape with a placeholder for M.

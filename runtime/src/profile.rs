@@ -23,6 +23,8 @@ pub struct NodeTime {
     pub op: String,
     /// Wall time of its evaluation.
     pub time: Duration,
+    /// The shape of its first output (empty if it failed).
+    pub shape: Vec<usize>,
 }
 
 /// Time per operator type, summed over nodes, longest first.
@@ -98,6 +100,12 @@ fn run_profiled(
             node: node.name.clone(),
             op: node.op().name().to_string(),
             time: start.elapsed(),
+            shape: r
+                .as_ref()
+                .ok()
+                .and_then(|o| o.first())
+                .map(|t| t.shape().to_vec())
+                .unwrap_or_default(),
         });
         r
     })

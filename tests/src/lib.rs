@@ -2,7 +2,7 @@
 //! the committed references, finding the `bertling` binary.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use bertling::format::Precision;
 use bertling_tools::compile::Activations;
@@ -55,8 +55,7 @@ fn compiled_as(arch: &str, precision: Precision, activations: Activations) -> Pa
         Activations::Rows12 => "",
         Activations::Grouped7 => ".grouped7",
     };
-    let out = scratch_dir(&format!("compiled-{}", std::process::id()))
-        .join(format!("{arch}.{precision}{tag}.bertling"));
+    let out = compiled_dir().join(format!("{arch}.{precision}{tag}.bertling"));
     if !out.exists() {
         let options = bertling_tools::compile::Options {
             precision,
@@ -73,6 +72,18 @@ fn compiled_as(arch: &str, precision: Precision, activations: Activations) -> Pa
             .unwrap_or_else(|e| panic!("compiling the {arch} fixture ({precision}): {e:#}"));
     }
     out
+}
+
+/// This test process's compiled fixtures, emptied on first use: a directory named after the process
+/// id may hold files an earlier process with the same id (and an older compiler) left.
+fn compiled_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir(&format!("compiled-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).expect("empty the compiled fixtures' dir");
+        std::fs::create_dir_all(&dir).expect("create the compiled fixtures' dir");
+        dir
+    })
 }
 
 /// The `bertling` binary: $BERTLING_BIN, else target/debug/bertling (built by scripts/test.sh).

@@ -108,15 +108,53 @@ fn all_fixture_families_are_covered() {
 }
 
 #[test]
-fn the_vocabulary_projection_runs_only_at_the_masks() {
-    // Every fixture family compiles into an encoder plus a head applied to the mask rows alone.
+fn the_last_layer_and_the_vocabulary_projection_run_only_at_the_masks() {
+    // Every fixture family compiles into an encoder plus a head that takes the last layer's input
+    // and the mask positions: the last layer's attention (one softmax) and everything after it run
+    // in the head, every other layer in the encoder. The answers are those of PyTorch (the parity
+    // tests above, sentences with one and several masks).
     for arch in ARCHS {
-        let model = Model::load(compiled(arch)).unwrap();
-        match model.manifest().output {
-            bertling::format::OutputKind::MaskedHead { hidden } => {
-                assert_eq!(hidden, model.manifest().hidden_size, "{arch}")
+        let mut model = Model::load(compiled(arch)).unwrap();
+        let manifest = model.manifest().clone();
+        match manifest.output {
+            bertling::format::OutputKind::MaskedLayer { hidden } => {
+                assert_eq!(hidden, manifest.hidden_size, "{arch}")
             }
             other => panic!("{arch}: {other:?}"),
         }
+        // Three masks, and a token count no width of the fixtures equals (16, 32, 64).
+        let mask = model.mask_token().to_string();
+        let mut text = format!("a {mask} b c d e f g h i j k {mask} l m n o p q r s t {mask} u");
+        while [16, 32, 64].contains(&model.encode(&text).unwrap().len()) {
+            text.push_str(" v");
+        }
+        let nodes = model.profile(&text, 1).unwrap();
+        let n = model.last_input_ids().len();
+        let softmaxes = |graph: &str| {
+            nodes
+                .iter()
+                .filter(|n| n.graph == graph && n.op == "Softmax")
+                .count()
+        };
+        assert_eq!(
+            softmaxes("encoder"),
+            manifest.num_layers as usize - 1,
+            "{arch}"
+        );
+        assert_eq!(softmaxes("head"), 1, "{arch}");
+        // In the head, only the keys, the values and the attention scores have a row per token;
+        // every other product (queries, attention context, output projection, feed-forward,
+        // masked-LM head) has a row per mask.
+        let products: Vec<&Vec<usize>> = nodes
+            .iter()
+            .filter(|t| t.graph == "head" && (t.op == "OptMatMul" || t.op == "Int8Linear"))
+            .map(|t| &t.shape)
+            .collect();
+        let per_token = products.iter().filter(|s| s.contains(&n)).count();
+        assert!((1..=3).contains(&per_token), "{arch}: {products:?}");
+        assert!(
+            products.len() - per_token >= 6,
+            "{arch}: {n} tokens, 3 masks: {products:?}"
+        );
     }
 }

@@ -74,7 +74,7 @@ pub struct BenchArgs {
         default_value = "Please insert your card and choose the amount you want to withdraw"
     )]
     pub completion_text: String,
-    /// Print the time per operator type instead (one thread, in this process), and the planned
+    /// Print the time per operator type instead (in this process, with the first --threads value), and the planned
     /// nodes that compute from weights alone.
     #[arg(long)]
     pub profile: bool,
@@ -572,7 +572,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return bench_completion(&args);
     }
     if args.profile {
-        return crate::profile::run(&args.model, &args.seq, args.runs, args.warmup);
+        let threads = args.threads.first().copied().unwrap_or(1).max(1);
+        return crate::profile::run(&args.model, &args.seq, threads, args.runs, args.warmup);
     }
     if args.seq.is_empty() || args.threads.is_empty() {
         bail!("--seq and --threads need at least one value each");

@@ -8,13 +8,20 @@ use anyhow::Result;
 use bertling::profile::{by_op, NodeTime};
 use bertling::{LoadOptions, Model};
 
-/// Profiles `runs` requests per sequence length (after `warmup`), one thread, in this process.
-pub fn run(model_path: &Path, seqs: &[usize], runs: usize, warmup: usize) -> Result<()> {
+/// Profiles `runs` requests per sequence length (after `warmup`), with `threads` threads, in this
+/// process.
+pub fn run(
+    model_path: &Path,
+    seqs: &[usize],
+    threads: usize,
+    runs: usize,
+    warmup: usize,
+) -> Result<()> {
     let inputs = crate::bench::make_inputs(model_path, seqs)?;
-    let mut model = Model::load_with(model_path, &LoadOptions { threads: 1 })?;
+    let mut model = Model::load_with(model_path, &LoadOptions { threads })?;
     let weight_only = model.weight_only_nodes();
     println!(
-        "{} ({}), one thread, {warmup} warm-up + {runs} profiled requests per length",
+        "{} ({}), {threads} thread(s), {warmup} warm-up + {runs} profiled requests per length",
         model_path.display(),
         model.manifest().precision
     );
@@ -44,7 +51,11 @@ pub fn run(model_path: &Path, seqs: &[usize], runs: usize, warmup: usize) -> Res
         if std::env::var_os("BERTLING_PROFILE_MATMULS").is_some() {
             let mut nodes = all.clone();
             nodes.sort_by_key(|t| std::cmp::Reverse(t.time));
-            for t in nodes.iter().take(12) {
+            for t in nodes
+                .iter()
+                .take(12)
+                .chain(nodes.iter().filter(|t| t.graph == "head"))
+            {
                 println!("  {:>9.3} ms {} {} ({})", ms(t.time), t.graph, t.node, t.op);
             }
         }

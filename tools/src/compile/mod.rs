@@ -2,6 +2,7 @@
 
 mod export;
 pub mod fuse;
+pub mod lift;
 mod mask;
 mod onnx;
 pub mod quantize;
@@ -92,7 +93,7 @@ pub fn compile_with(export_dir: &Path, out: &Path, options: &Options) -> Result<
         clean_up_tokenization_spaces: export.clean_up_tokenization_spaces,
         inputs: graph.inputs.clone(),
         output: match &graph.head {
-            Some((hidden, _)) => OutputKind::MaskedHead { hidden: *hidden },
+            Some((kind, _)) => *kind,
             None => OutputKind::AllPositionLogits,
         },
         tensors: graph.tensor_table.clone(),

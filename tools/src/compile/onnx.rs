@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bertling::format::{InputKind, Precision, TensorBlob};
+use bertling::format::{InputKind, OutputKind, Precision, TensorBlob};
 use bertling::graph::TensorStoreWriter;
 use tract_onnx::prelude::*;
 
@@ -23,8 +23,9 @@ pub struct GraphBuild {
     pub inputs: Vec<InputKind>,
     /// The graph (the encoder when the head was cut off).
     pub nnef: Vec<u8>,
-    /// The masked-LM head, cut to run at the mask positions only.
-    pub head: Option<(u32, Vec<u8>)>,
+    /// The masked-LM head, cut to run at the mask positions only ([`OutputKind::MaskedHead`] or
+    /// [`OutputKind::MaskedLayer`]).
+    pub head: Option<(OutputKind, Vec<u8>)>,
     /// The tensor store both graphs use, and its table.
     pub tensors: Vec<u8>,
     pub tensor_table: Vec<TensorBlob>,
@@ -152,8 +153,17 @@ impl GraphBuild {
                 store.write_graph(&m)
             })
         };
-        let (nnef, head) = match super::split::split(&typed, &s) {
-            Ok(split) => {
+        // Best first: the last layer at the masks too (lift), else the position-wise head (split),
+        // else the whole graph at every position.
+        let split = match super::lift::lift(&typed, &s) {
+            Ok(split) => Ok((split, true)),
+            Err(e) => {
+                tracing::debug!("the last layer stays at every position: {e:#}");
+                super::split::split(&typed, &s).map(|split| (split, false))
+            }
+        };
+        let (nnef, head) = match split {
+            Ok((split, layer)) => {
                 let hidden = split
                     .encoder
                     .output_fact(0)?
@@ -161,7 +171,12 @@ impl GraphBuild {
                     .last()
                     .and_then(|d| d.to_i64().ok());
                 let hidden = hidden.context("the encoder's hidden size is not a number")? as u32;
-                (write(&split.encoder)?, Some((hidden, write(&split.head)?)))
+                let kind = if layer {
+                    OutputKind::MaskedLayer { hidden }
+                } else {
+                    OutputKind::MaskedHead { hidden }
+                };
+                (write(&split.encoder)?, Some((kind, write(&split.head)?)))
             }
             Err(e) => {
                 tracing::warn!("the vocabulary projection will run at every position: {e:#}");
