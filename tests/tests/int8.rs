@@ -128,3 +128,34 @@ fn a_tied_output_projection_shares_the_word_embeddings_bytes() {
         );
     }
 }
+
+#[test]
+fn two_threads_answer_as_one() {
+    // With a thread pool a request runs on the pool, and products split their output channels
+    // between threads: the logits must not change by a bit.
+    use bertling::LoadOptions;
+    for arch in ARCHS {
+        for file in [
+            compiled(arch),
+            compiled_int8(arch),
+            compiled_int8_grouped7(arch),
+        ] {
+            let mut one = Model::load_with(&file, &LoadOptions { threads: 1 }).unwrap();
+            let mut two = Model::load_with(&file, &LoadOptions { threads: 2 }).unwrap();
+            for case in references(arch).cases.iter().take(8) {
+                let a = one.fill_mask(&case.text, 5).unwrap();
+                let b = two.fill_mask(&case.text, 5).unwrap();
+                assert_eq!(a.masks.len(), b.masks.len());
+                for i in 0..a.masks.len() {
+                    assert_eq!(
+                        one.last_logits(i),
+                        two.last_logits(i),
+                        "{arch} {}: {:?}",
+                        file.display(),
+                        case.text
+                    );
+                }
+            }
+        }
+    }
+}

@@ -607,6 +607,50 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_pool_gives_the_same_outputs() -> TractResult<()> {
+        // Large enough to be split between threads (by panels of output channels), with a last
+        // panel only partly used.
+        let (rows, k, n) = (37, 200, 300);
+        assert!(rows * k * n >= PARALLEL_MIN_MACS);
+        let mut seed = 7u64;
+        let mut value = || (lcg(&mut seed) % 2001) as f32 / 1000.0 - 1.0;
+        let x: Vec<f32> = (0..rows * k).map(|_| value()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| value()).collect();
+        let (codes, scales) = packed::quantize_weight(&w, n, k, |s| s);
+        for grouped in [false, true] {
+            let op = Int8Linear {
+                layout: Layout::Panels,
+                act_max: if grouped { a7::ACT_MAX } else { 2047 },
+                channels: n,
+                act_group: if grouped { a7::ACT_GROUP } else { 0 },
+            };
+            let kp = packed::padded_k(k);
+            let inputs = || -> TractResult<TVec<TValue>> {
+                Ok(tvec!(
+                    Tensor::from_shape(&[rows, k], &x)?.into_tvalue(),
+                    Tensor::from_shape(&[packed::panels(n), kp / 4, 32], &codes)?.into_tvalue(),
+                    Tensor::from_shape(
+                        &[packed::panels(n), packed::scale_groups(k), packed::PANEL],
+                        &scales
+                    )?
+                    .into_tvalue(),
+                ))
+            };
+            let one = op.compute(inputs()?)?;
+            let pool = Executor::multithread(2);
+            let two =
+                tract_linalg::multithread::multithread_tract_scope(pool, || op.compute(inputs()?))?;
+            assert_eq!(one[0].shape(), &[rows, n]);
+            assert_eq!(
+                one[0].try_as_plain_ram()?.as_slice::<f32>()?,
+                two[0].try_as_plain_ram()?.as_slice::<f32>()?,
+                "grouped: {grouped}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
     fn the_attributes_survive_a_round_trip() -> TractResult<()> {
         let op = Int8Linear {
             layout: Layout::Rows,
