@@ -34,7 +34,7 @@ pub struct Model {
     /// [`OutputKind::MaskedHead`]: the head's input shape, the mask count going at the
     /// second-to-last axis. Empty otherwise.
     head_input_shape: Vec<usize>,
-    /// [`OutputKind::MaskedLayer`]: the mask positions (capacity planned at load).
+    /// The mask positions of the last request, text order (capacity planned at load).
     positions: Vec<i64>,
     /// Hidden-state rows of the masks (capacity planned at load).
     hidden: Vec<f32>,
@@ -399,69 +399,41 @@ impl Model {
                 rows.len()
             )));
         }
-        if let (OutputKind::MaskedLayer { .. }, Some(head)) =
-            (self.manifest.output, self.head.as_mut())
-        {
-            // The head takes the encoder's output whole, and the mask positions.
-            self.positions.clear();
-            self.positions.extend(
-                self.ids
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &t)| t == mask_id)
-                    .map(|(p, _)| p as i64),
-            );
-            let m = self.positions.len();
-            let positions = Tensor::from_shape(&[m], &self.positions).map_err(infer)?;
-            let hidden = outputs
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::Inference("the encoder returned no output".to_string()))?;
-            let outputs = crate::profile::run(
-                head,
-                tvec![hidden, positions.into_tvalue()],
-                "head",
-                self.profiler.as_mut(),
-            )
-            .map_err(infer)?;
-            let logits = outputs[0]
-                .try_as_plain_ram()
-                .and_then(|v| v.as_slice::<f32>())
-                .map_err(infer)?;
-            if logits.len() != m * vocab {
-                return Err(Error::Inference(format!(
-                    "the head returned {} logits, expected {m} x {vocab}",
-                    logits.len()
-                )));
+        self.positions.clear();
+        self.positions.extend(
+            self.ids
+                .iter()
+                .enumerate()
+                .filter(|(_, &t)| t == mask_id)
+                .map(|(p, _)| p as i64),
+        );
+        let m = self.positions.len();
+        let head_inputs = match (self.manifest.output, &self.head) {
+            // Logits at every position: keep the masks' rows.
+            (_, None) => {
+                gather_rows(rows, width, &self.positions, &mut self.logits);
+                return Ok(());
             }
-            self.logits.clear();
-            self.logits.extend_from_slice(logits);
-            return Ok(());
-        }
-        // The mask rows: logits already, or hidden states for the head.
-        let gathered = if self.head.is_some() {
-            &mut self.hidden
-        } else {
-            &mut self.logits
+            // The head takes the encoder's output whole, and the mask positions.
+            (OutputKind::MaskedLayer { .. }, Some(_)) => {
+                let positions = Tensor::from_shape(&[m], &self.positions).map_err(infer)?;
+                tvec![outputs[0].clone(), positions.into_tvalue()]
+            }
+            // The head takes the masks' rows.
+            (_, Some(_)) => {
+                gather_rows(rows, width, &self.positions, &mut self.hidden);
+                let rank = self.head_input_shape.len();
+                self.head_input_shape[rank - 2] = m;
+                let hidden =
+                    Tensor::from_shape(&self.head_input_shape, &self.hidden).map_err(infer)?;
+                tvec![hidden.into_tvalue()]
+            }
         };
-        gathered.clear();
-        for (p, _) in self.ids.iter().enumerate().filter(|(_, &t)| t == mask_id) {
-            gathered.extend_from_slice(&rows[p * width..(p + 1) * width]);
-        }
         let Some(head) = self.head.as_mut() else {
             return Ok(());
         };
-        let m = self.hidden.len() / width;
-        let rank = self.head_input_shape.len();
-        self.head_input_shape[rank - 2] = m;
-        let hidden = Tensor::from_shape(&self.head_input_shape, &self.hidden).map_err(infer)?;
-        let outputs = crate::profile::run(
-            head,
-            tvec![hidden.into_tvalue()],
-            "head",
-            self.profiler.as_mut(),
-        )
-        .map_err(infer)?;
+        let outputs = crate::profile::run(head, head_inputs, "head", self.profiler.as_mut())
+            .map_err(infer)?;
         let logits = outputs[0]
             .try_as_plain_ram()
             .and_then(|v| v.as_slice::<f32>())
@@ -561,6 +533,15 @@ impl Model {
         } else {
             s
         })
+    }
+}
+
+/// Replaces `out` by the rows `positions` of `rows` (rows of `width` values).
+fn gather_rows(rows: &[f32], width: usize, positions: &[i64], out: &mut Vec<f32>) {
+    out.clear();
+    for &p in positions {
+        let start = p as usize * width;
+        out.extend_from_slice(&rows[start..start + width]);
     }
 }
 

@@ -51,11 +51,7 @@ pub fn run(
         if std::env::var_os("BERTLING_PROFILE_MATMULS").is_some() {
             let mut nodes = all.clone();
             nodes.sort_by_key(|t| std::cmp::Reverse(t.time));
-            for t in nodes
-                .iter()
-                .take(12)
-                .chain(nodes.iter().filter(|t| t.graph == "head"))
-            {
+            for t in nodes.iter().take(12) {
                 println!("  {:>9.3} ms {} {} ({})", ms(t.time), t.graph, t.node, t.op);
             }
         }

@@ -33,10 +33,13 @@ use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::nn::{Reduce, RmsNorm, Softmax};
 use tract_onnx::tract_core::ops::source::TypedSource;
 
-use super::split::{Split, MASKS_SYMBOL};
+use super::split::{cone, wire_cone, Split, MASKS_SYMBOL};
 
 /// Name of the head's second input: the mask positions, i64 `[M]`.
 pub const POSITIONS: &str = "positions";
+
+/// Per tensor, the axes along which a consumer (or the output) reads it gathered at the masks.
+type Demands = HashMap<OutletId, BTreeSet<usize>>;
 
 /// How a node is computed in the rewritten graph.
 #[derive(Debug, Clone)]
@@ -62,7 +65,7 @@ pub fn lift(model: &TypedModel, s: &Symbol) -> Result<Split> {
     let out_axis = sequence_axis(model.outlet_fact(out)?, s)
         .context("the output has no single sequence axis")?;
     let order = model.eval_order()?;
-    let plans = plan(model, &order, out, out_axis, s)?;
+    let (plans, demanded) = plan(model, &order, out, out_axis, s)?;
 
     // The rewritten graph, on the same symbol scope.
     let mut g = TypedModel {
@@ -73,17 +76,6 @@ pub fn lift(model: &TypedModel, s: &Symbol) -> Result<Split> {
     let positions = g.add_source(POSITIONS, i64::fact([m.to_dim()]))?;
     let mut whole: HashMap<OutletId, OutletId> = HashMap::new();
     let mut rows: HashMap<(OutletId, usize), OutletId> = HashMap::new();
-    let mut demanded: HashMap<OutletId, BTreeSet<usize>> = HashMap::new();
-    for (n, plan) in plans.iter().enumerate() {
-        if let Plan::Rows { inputs, .. } = plan {
-            for (i, b) in model.node(n).inputs.iter().zip(inputs) {
-                if let Some(b) = b {
-                    demanded.entry(*i).or_default().insert(*b);
-                }
-            }
-        }
-    }
-    demanded.entry(out).or_default().insert(out_axis);
     let mut moved = 0usize;
     for &n in &order {
         let node = model.node(n);
@@ -167,14 +159,7 @@ pub fn lift(model: &TypedModel, s: &Symbol) -> Result<Split> {
         positions,
         head.add_source(POSITIONS, g.outlet_fact(positions)?.clone())?,
     );
-    for &n in &cone {
-        let node = g.node(n);
-        let inputs: TVec<OutletId> = node.inputs.iter().map(|i| mapping[i]).collect();
-        let outputs = head.wire_node(&node.name, node.op.clone(), &inputs)?;
-        for (ix, o) in outputs.into_iter().enumerate() {
-            mapping.insert(OutletId::new(n, ix), o);
-        }
-    }
+    wire_cone(&mut head, &g, &cone, &mut mapping)?;
     head.select_output_outlets(&[mapping[&g.outputs[0]]])?;
     let head = head.into_decluttered()?;
     ensure!(head.inputs.len() == 2, "the head lost an input");
@@ -192,27 +177,32 @@ fn sequence_axis(fact: &TypedFact, s: &Symbol) -> Option<usize> {
     axes.next().is_none().then_some(axis)
 }
 
-/// Decides, from the output back, which nodes run at the mask rows ([`Plan`]).
+/// Decides, from the output back, which nodes run at the mask rows ([`Plan`]); also returns, per
+/// tensor, the axes along which a consumer (or the output) reads it gathered.
 fn plan(
     model: &TypedModel,
     order: &[usize],
     out: OutletId,
     out_axis: usize,
     s: &Symbol,
-) -> Result<Vec<Plan>> {
+) -> Result<(Vec<Plan>, Demands)> {
     let mut whole = vec![false; model.nodes.len()];
-    let mut rows: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); model.nodes.len()];
-    rows[out.node].insert(out_axis);
+    let mut rows = Demands::new();
+    rows.entry(out).or_default().insert(out_axis);
     let mut plans = vec![Plan::Unused; model.nodes.len()];
     for &n in order.iter().rev() {
         let node = model.node(n);
-        if !whole[n] && rows[n].len() == 1 && node.outputs.len() == 1 {
-            let axis = *rows[n].first().unwrap();
+        // One gathered axis wanted, and nothing whole: try to compute the node at the rows.
+        let axis = rows
+            .get(&OutletId::new(n, 0))
+            .filter(|axes| axes.len() == 1 && !whole[n] && node.outputs.len() == 1)
+            .and_then(|axes| axes.first().copied());
+        if let Some(axis) = axis {
             if let Some(inputs) = row_wise(model, node, axis, s)? {
                 for (i, b) in node.inputs.iter().zip(&inputs) {
                     match b {
                         Some(b) => {
-                            rows[i.node].insert(*b);
+                            rows.entry(*i).or_default().insert(*b);
                         }
                         None => whole[i.node] = true,
                     }
@@ -221,14 +211,15 @@ fn plan(
                 continue;
             }
         }
-        if whole[n] || !rows[n].is_empty() {
+        let gathered = (0..node.outputs.len()).any(|ix| rows.contains_key(&OutletId::new(n, ix)));
+        if whole[n] || gathered {
             for i in &node.inputs {
                 whole[i.node] = true;
             }
             plans[n] = Plan::Whole;
         }
     }
-    Ok(plans)
+    Ok((plans, rows))
 }
 
 /// Whether `node` computes each row of its output along `axis` from the same row of its inputs
@@ -320,35 +311,9 @@ fn cut(g: &TypedModel, positions: OutletId, s: &Symbol) -> Result<(OutletId, Vec
         if fact.rank() < 2 || sequence_axis(fact, s).is_none() {
             continue;
         }
-        if let Some(cone) = cone(g, &order, candidate, positions) {
+        if let Some(cone) = cone(g, &order, candidate, &[positions], |_| true) {
             return Ok((candidate, cone));
         }
     }
     bail!("no tensor separates the encoder from the mask-row part")
-}
-
-/// The nodes the output depends on, stopping at `cut` and `positions`, in eval order; `None` if
-/// another source is reached or `cut` itself is needed through another path.
-fn cone(g: &TypedModel, order: &[usize], cut: OutletId, positions: OutletId) -> Option<Vec<usize>> {
-    let mut needed = vec![false; g.nodes.len()];
-    let mut stack: Vec<usize> = g.outputs.iter().map(|o| o.node).collect();
-    while let Some(n) = stack.pop() {
-        if needed[n] {
-            continue;
-        }
-        needed[n] = true;
-        let node = g.node(n);
-        if node.inputs.is_empty() && !node.op_is::<Const>() {
-            return None;
-        }
-        for input in &node.inputs {
-            if *input != cut && *input != positions {
-                stack.push(input.node);
-            }
-        }
-    }
-    if needed[cut.node] {
-        return None;
-    }
-    Some(order.iter().copied().filter(|&n| needed[n]).collect())
 }

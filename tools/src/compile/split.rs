@@ -58,12 +58,17 @@ fn keeps_positions_apart(model: &TypedModel, node: &TypedNode, s: &Symbol) -> bo
     inputs <= 1 && outputs <= 1 && outputs >= inputs
 }
 
-/// The nodes the output depends on when walking back from it and stopping at `cut`, in eval
-/// order; `None` if some non-constant source other than `cut` is reached, or if a node of it
-/// mixes positions ([`keeps_positions_apart`]). Without the second condition a graph whose
-/// attention reads no input but the hidden states (the attention mask folded away) would be cut
-/// right after its embeddings.
-fn cone(model: &TypedModel, order: &[usize], cut: OutletId, s: &Symbol) -> Option<Vec<usize>> {
+/// The nodes the output depends on when walking back from it and stopping at `cut` and at the
+/// `inputs` it may also read, in eval order; `None` if some other non-constant source is reached,
+/// if a node of it is not `allowed`, or if `cut` itself is needed (through other outputs of its
+/// node). Shared with [`super::lift`].
+pub(super) fn cone(
+    model: &TypedModel,
+    order: &[usize],
+    cut: OutletId,
+    inputs: &[OutletId],
+    allowed: impl Fn(&TypedNode) -> bool,
+) -> Option<Vec<usize>> {
     let mut needed = vec![false; model.nodes.len()];
     let mut stack: Vec<usize> = model.outputs.iter().map(|o| o.node).collect();
     while let Some(n) = stack.pop() {
@@ -75,20 +80,39 @@ fn cone(model: &TypedModel, order: &[usize], cut: OutletId, s: &Symbol) -> Optio
         if node.inputs.is_empty() && !node.op_is::<Const>() {
             return None; // a model input reached without crossing the cut
         }
-        if !keeps_positions_apart(model, node, s) {
+        if !allowed(node) {
             return None;
         }
         for input in &node.inputs {
-            if *input != cut {
+            if *input != cut && !inputs.contains(input) {
                 stack.push(input.node);
             }
         }
     }
     if needed[cut.node] {
-        // The cut node itself is only needed through other outputs of it: refuse.
         return None;
     }
     Some(order.iter().copied().filter(|&n| needed[n]).collect())
+}
+
+/// Wires copies of `model`'s nodes `cone` (in eval order) into `target`, their inputs taken from
+/// `mapping` (which must hold every input from outside the cone), and records their outputs there.
+/// Shared with [`super::lift`].
+pub(super) fn wire_cone(
+    target: &mut TypedModel,
+    model: &TypedModel,
+    cone: &[usize],
+    mapping: &mut HashMap<OutletId, OutletId>,
+) -> TractResult<()> {
+    for &n in cone {
+        let node = model.node(n);
+        let inputs: TVec<OutletId> = node.inputs.iter().map(|i| mapping[i]).collect();
+        let outputs = target.wire_node(&node.name, node.op.clone(), &inputs)?;
+        for (ix, o) in outputs.into_iter().enumerate() {
+            mapping.insert(OutletId::new(n, ix), o);
+        }
+    }
+    Ok(())
 }
 
 /// Rebuilds the cone on a fresh source with `S` replaced by `M`.
@@ -109,14 +133,7 @@ fn build_head(
     let source = head.add_source("hidden", cut_fact.datum_type.fact(shape))?;
     let mut mapping: HashMap<OutletId, OutletId> = HashMap::new();
     mapping.insert(cut, source);
-    for &n in cone {
-        let node = model.node(n);
-        let inputs: TVec<OutletId> = node.inputs.iter().map(|i| mapping[i]).collect();
-        let outputs = head.wire_node(&node.name, node.op.clone(), &inputs)?;
-        for (ix, o) in outputs.into_iter().enumerate() {
-            mapping.insert(OutletId::new(n, ix), o);
-        }
-    }
+    wire_cone(&mut head, model, cone, &mut mapping)?;
     let outputs: TVec<OutletId> = model.outputs.iter().map(|o| mapping[o]).collect();
     head.select_output_outlets(&outputs)?;
     for node in &head.nodes {
@@ -146,7 +163,11 @@ pub fn split(model: &TypedModel, s: &Symbol) -> Result<Split> {
         if fact.rank() < 2 || !fact.shape.iter().any(|d| d.symbols().contains(s)) {
             continue;
         }
-        let Some(cone) = cone(model, &order, cut, s) else {
+        // The head must not mix positions: without this, a graph whose attention reads no input
+        // but the hidden states (the attention mask folded away) would be cut right after its
+        // embeddings.
+        let row_wise = |node: &TypedNode| keeps_positions_apart(model, node, s);
+        let Some(cone) = cone(model, &order, cut, &[], row_wise) else {
             continue;
         };
         match build_head(model, &cone, cut, s) {
