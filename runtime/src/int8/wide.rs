@@ -286,6 +286,51 @@ mod avx2 {
         }
     }
 
+    /// One activation row against the channels `0..n` of `w`, channel after channel: the weights
+    /// are then read as one sequential stream, one prefetch per cache line. This is the tied
+    /// projection at one or two masks, where reading the weights is the whole cost: a
+    /// 1 x 768 x 30522 product took ~2.5 ms with 2 interleaved channels and ~1.9 ms this way
+    /// (plain streaming of the same 23 MB: ~1.5 ms).
+    #[inline(always)]
+    unsafe fn row(
+        x: *const i16,
+        w: *const i8,
+        k: usize,
+        n: usize,
+        scales: (f32, *const f32),
+        out: *mut f32,
+    ) {
+        let body = k / 16 * 16;
+        for c in 0..n {
+            let wc = w.add(c * k);
+            let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            let mut kk = 0;
+            while kk + 32 <= body {
+                if kk % 64 == 0 {
+                    // wrapping: the address may lie past the weights; a prefetch never faults
+                    _mm_prefetch::<_MM_HINT_T0>(wc.wrapping_add(kk + 1024));
+                }
+                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wc.add(kk) as *const __m128i));
+                let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wc.add(kk + 16) as *const __m128i));
+                let x0 = _mm256_loadu_si256(x.add(kk) as *const __m256i);
+                let x1 = _mm256_loadu_si256(x.add(kk + 16) as *const __m256i);
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, w0));
+                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x1, w1));
+                kk += 32;
+            }
+            if kk < body {
+                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wc.add(kk) as *const __m128i));
+                let x0 = _mm256_loadu_si256(x.add(kk) as *const __m256i);
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, w0));
+            }
+            let mut s = hsum(_mm256_add_epi32(a0, a1));
+            for t in body..k {
+                s += *x.add(t) as i32 * *wc.add(t) as i32;
+            }
+            *out.add(c) = s as f32 * scales.0 * *scales.1.add(c);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2")]
     pub unsafe fn gemm(
@@ -312,8 +357,7 @@ mod avx2 {
             match (mb, nb) {
                 (4, 2) => tile::<4, 2>(x, w, k, xs, ws, o, ldo),
                 (4, _) => tile::<4, 1>(x, w, k, xs, ws, o, ldo),
-                (_, 2) => tile::<1, 2>(x, w, k, xs, ws, o, ldo),
-                _ => tile::<1, 1>(x, w, k, xs, ws, o, ldo),
+                _ => row(x, w, k, nb, (*xs, ws), o),
             }
         });
     }
@@ -456,6 +500,9 @@ mod tests {
             (7, 3, 2),
             (9, 3072, 7),
             (6, 900, 300),
+            (1, 48, 3),
+            (2, 80, 5),
+            (1, 768, 70),
         ] {
             let qmax = act_max(k, ACT_MAX_DEFAULT);
             let x: Vec<i16> = (0..rows * k)
