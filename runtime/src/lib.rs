@@ -25,6 +25,7 @@ pub mod architecture;
 pub mod complete;
 pub mod error;
 pub mod format;
+pub mod gelu;
 pub mod graph;
 pub mod int8;
 pub mod model;

@@ -148,7 +148,9 @@ impl Model {
         let mut reader = GraphReader::new(section(SectionKind::Tensors)?, &manifest.tensors);
         let mut plan = |kind| -> Result<(TypedModel, TypedSimpleState)> {
             let graph = reader.read_graph(section(kind)?).map_err(graph_err)?;
-            let optimized = graph.clone().into_optimized().map_err(graph_err)?;
+            let mut runnable = graph.clone();
+            crate::gelu::use_vectorized_tanh(&mut runnable).map_err(graph_err)?;
+            let optimized = runnable.into_optimized().map_err(graph_err)?;
             let plan =
                 TypedSimplePlan::new_with_options(optimized, &run_options).map_err(graph_err)?;
             Ok((graph, plan.spawn().map_err(graph_err)?))
