@@ -19,7 +19,10 @@
 //!
 //! Modules: [`format`] (the file layout, a public contract), [`model`] (loading and requests),
 //! [`predictions`] (fixed-capacity results, softmax and top-k), [`text`] (mask spelling and
-//! decoding clean-up), [`graph`] (the tract NNEF dialect), [`architecture`] (the families).
+//! decoding clean-up), [`graph`] (the tract NNEF dialect), [`architecture`] (the families),
+//! [`int8`] (the int8 operator and its kernels), and two rewrites the loader applies to the graphs
+//! it reads: [`norm`] (each LayerNorm as one operator) and [`gelu`] (the tanh GELU through tract's
+//! vectorized `tanh` where tract has no vectorized GELU).
 
 pub mod architecture;
 pub mod complete;
@@ -29,6 +32,7 @@ pub mod gelu;
 pub mod graph;
 pub mod int8;
 pub mod model;
+pub mod norm;
 pub mod predictions;
 pub mod profile;
 pub mod text;

@@ -148,9 +148,13 @@ impl Model {
         let mut reader = GraphReader::new(section(SectionKind::Tensors)?, &manifest.tensors);
         let mut plan = |kind| -> Result<(TypedModel, TypedSimpleState)> {
             let graph = reader.read_graph(section(kind)?).map_err(graph_err)?;
-            let mut runnable = graph.clone();
-            crate::gelu::use_vectorized_tanh(&mut runnable).map_err(graph_err)?;
-            let optimized = runnable.into_optimized().map_err(graph_err)?;
+            // The load-time rewrites match what tract's decluttering makes of the graph; then the
+            // chains they replaced are dropped and tract optimizes the rest.
+            let mut optimized = graph.clone().into_decluttered().map_err(graph_err)?;
+            crate::gelu::use_vectorized_tanh(&mut optimized).map_err(graph_err)?;
+            crate::norm::fuse_layer_norms(&mut optimized).map_err(graph_err)?;
+            let mut optimized = optimized.into_compact().map_err(graph_err)?;
+            optimized.optimize().map_err(graph_err)?;
             let plan =
                 TypedSimplePlan::new_with_options(optimized, &run_options).map_err(graph_err)?;
             Ok((graph, plan.spawn().map_err(graph_err)?))

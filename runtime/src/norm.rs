@@ -1,0 +1,312 @@
+//! LayerNorm as one operator.
+//!
+//! tract's decluttering turns an ONNX `LayerNormalization` (or its decomposed export) into four
+//! operators over the hidden axis: `Reduce<Sum>`, a `Mul` by `1/H`, a `Sub` of that mean, and
+//! `RmsNorm` (`x / √(mean(x²) + ε)`); the scale and shift follow as `Mul` and `Add` (or vanish
+//! when they are ones and zeros). Each of the four runs as its own pass over the activations, with
+//! its own output tensor, and tract 0.23.9's `RmsNorm` kernel is scalar below AVX-512. A BERT-base
+//! request runs 25 of them (DistilBERT 13): at 16 tokens, per-operator overhead makes them ~4% of
+//! a request. The loader replaces each such chain by [`LayerNorm`], one vectorized pass
+//! (two reads of each row), with the same arithmetic up to the order of f32 additions. Model files
+//! never contain it ([`fuse_layer_norms`] runs at load).
+
+use tract_core::internal::*;
+use tract_core::ops::binary::TypedBinOp;
+use tract_core::ops::math::{Mul, Sub};
+use tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
+
+/// `y = (x − mean) / √(mean((x − mean)²) + ε)` along the last axis, with
+/// `mean = Σx · inv_len` (`inv_len` is the graph's own `1/H` constant).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LayerNorm {
+    /// The bits of the f32 `1/H` the graph multiplies the sum by.
+    inv_len: u32,
+    /// The bits of the f32 `ε`.
+    eps: u32,
+}
+
+impl LayerNorm {
+    /// A LayerNorm with the given `1/H` and `ε`.
+    pub fn new(inv_len: f32, eps: f32) -> LayerNorm {
+        LayerNorm {
+            inv_len: inv_len.to_bits(),
+            eps: eps.to_bits(),
+        }
+    }
+}
+
+impl Op for LayerNorm {
+    fn name(&self) -> StaticName {
+        "BertlingLayerNorm".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "1/H: {}, eps: {}",
+            f32::from_bits(self.inv_len),
+            f32::from_bits(self.eps)
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for LayerNorm {
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        self.compute(inputs)
+    }
+
+    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
+        self.compute(inputs).map(Some)
+    }
+}
+
+impl LayerNorm {
+    fn compute(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(inputs.len() == 1, "LayerNorm takes one input");
+        let mut t = inputs.into_iter().next().unwrap().into_tensor();
+        ensure!(t.rank() > 0, "LayerNorm needs an axis");
+        let len = t.shape()[t.rank() - 1];
+        if len > 0 {
+            let mut view = t.try_as_plain_ram_mut()?;
+            let data = view.as_slice_mut::<f32>()?;
+            let (inv_len, eps) = (f32::from_bits(self.inv_len), f32::from_bits(self.eps));
+            for row in data.chunks_exact_mut(len) {
+                rows::normalize(row, inv_len, eps);
+            }
+        }
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for LayerNorm {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        ensure!(inputs[0].rank() > 0);
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+/// One row's normalization, compiled for AVX2 where the CPU has it (the same operations in the
+/// same order either way, so the same results).
+mod rows {
+    const LANES: usize = 8;
+
+    /// `Σ v` with 8 running sums (in lane order, then the tail).
+    #[inline(always)]
+    fn sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+        let mut acc = [0f32; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += f(v);
+            }
+        }
+        let mut s = acc.iter().sum::<f32>();
+        for &v in chunks.remainder() {
+            s += f(v);
+        }
+        s
+    }
+
+    #[inline(always)]
+    fn normalize_any(row: &mut [f32], inv_len: f32, eps: f32) {
+        let mean = sum(row, |v| v) * inv_len;
+        let var = sum(row, |v| (v - mean) * (v - mean)) / row.len() as f32;
+        let inv_std = (var + eps).sqrt().recip();
+        for v in row.iter_mut() {
+            *v = (*v - mean) * inv_std;
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn normalize_avx2(row: &mut [f32], inv_len: f32, eps: f32) {
+        normalize_any(row, inv_len, eps)
+    }
+
+    /// Normalizes `row` in place (see [`super::LayerNorm`]).
+    pub fn normalize(row: &mut [f32], inv_len: f32, eps: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present.
+            return unsafe { normalize_avx2(row, inv_len, eps) };
+        }
+        normalize_any(row, inv_len, eps)
+    }
+}
+
+/// The single f32 value of a constant input (a scalar or a tensor of one element).
+fn scalar_const(model: &TypedModel, outlet: OutletId) -> Option<f32> {
+    let fact = model.outlet_fact(outlet).ok()?;
+    let k = fact.konst.as_ref()?;
+    (k.len() == 1 && k.datum_type() == f32::datum_type())
+        .then(|| k.cast_to_scalar::<f32>().ok())
+        .flatten()
+}
+
+/// The node feeding input `slot` of `node`, when it feeds nothing else.
+fn sole_feeder(model: &TypedModel, node: &TypedNode, slot: usize) -> Option<usize> {
+    let outlet = *node.inputs.get(slot)?;
+    let feeder = model.node(outlet.node);
+    (feeder.outputs.len() == 1 && feeder.outputs[0].successors.len() == 1).then_some(feeder.id)
+}
+
+/// `(x, 1/H, ε)` when `node` is the `RmsNorm` closing a LayerNorm chain over the last axis of an
+/// f32 `x`: `RmsNorm(Sub(x, Mul(Reduce<Sum>(x), 1/H)))`, each link used only by the next.
+fn layer_norm_chain(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, f32, f32)> {
+    let rms = node.op_as::<RmsNorm>()?;
+    let sub = model.node(sole_feeder(model, node, 0)?);
+    if !sub.op_as::<TypedBinOp>()?.0.is::<Sub>() {
+        return None;
+    }
+    let x = sub.inputs[0];
+    let mul = model.node(sole_feeder(model, sub, 1)?);
+    if !mul.op_as::<TypedBinOp>()?.0.is::<Mul>() {
+        return None;
+    }
+    let (reduce_slot, inv_len) = match (
+        scalar_const(model, mul.inputs[0]),
+        scalar_const(model, mul.inputs[1]),
+    ) {
+        (None, Some(c)) => (0, c),
+        (Some(c), None) => (1, c),
+        _ => return None,
+    };
+    let reduce = model.node(sole_feeder(model, mul, reduce_slot)?);
+    let op = reduce.op_as::<Reduce>()?;
+    let x_fact = model.outlet_fact(x).ok()?;
+    let last = x_fact.rank().checked_sub(1)?;
+    let eps = rms.eps.cast_to_scalar::<f32>().ok()?;
+    let chain = reduce.inputs[0] == x
+        && op.reducer == Reducer::Sum
+        && op.axes.as_slice() == [last]
+        && rms.axis == last
+        && x_fact.datum_type == f32::datum_type()
+        && model.outlet_fact(OutletId::new(node.id, 0)).ok()?.shape == x_fact.shape;
+    chain.then_some((x, inv_len, eps))
+}
+
+/// Replaces every LayerNorm chain of `model` (see the module doc) by one [`LayerNorm`]; returns how
+/// many. The chains' nodes are left without successors, for the optimizer to drop.
+pub fn fuse_layer_norms(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    // One at a time: a chain's input may be the output of one just fused.
+    while let Some((id, x, inv_len, eps)) = model.nodes.iter().find_map(|n| {
+        let used = n.outputs.first().is_some_and(|o| !o.successors.is_empty())
+            || model.outputs.contains(&OutletId::new(n.id, 0));
+        used.then(|| layer_norm_chain(model, n).map(|(x, inv, eps)| (n.id, x, inv, eps)))
+            .flatten()
+    }) {
+        let name = format!("{}.fused", model.node(id).name);
+        let mut patch = TypedModelPatch::new(format!("fuse layer norm {name}"));
+        let tap = patch.tap_model(model, x)?;
+        let y = patch.wire_node(name, LayerNorm::new(inv_len, eps), &[tap])?[0];
+        patch.shunt_outside(model, OutletId::new(id, 0), y)?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::binary::TypedBinOp;
+
+    /// The chain tract's decluttering makes of a LayerNorm over the last axis of `[rows, h]`,
+    /// with the normalized output also summed with `x` (so `x` has other successors).
+    fn chain(h: usize, eps: f32) -> TractResult<TypedModel> {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([3, h]))?;
+        let s = m.wire_node("sum", Reduce::new(tvec![1], Reducer::Sum), &[x])?[0];
+        let inv = m.add_const("inv", tensor2(&[[1.0 / h as f32]]))?;
+        let mean = m.wire_node("mean", TypedBinOp(Box::new(Mul), None), &[s, inv])?[0];
+        let d = m.wire_node("d", TypedBinOp(Box::new(Sub), None), &[x, mean])?[0];
+        let rms = RmsNorm {
+            axis: 1,
+            eps: rctensor0(eps),
+        };
+        let y = m.wire_node("rms", rms, &[d])?[0];
+        let out = m.wire_node(
+            "res",
+            TypedBinOp(Box::new(tract_core::ops::math::Add), None),
+            &[y, x],
+        )?;
+        m.select_output_outlets(&out)?;
+        Ok(m)
+    }
+
+    fn run(m: TypedModel, x: &Tensor) -> TractResult<Vec<f32>> {
+        let out = m
+            .into_optimized()?
+            .into_runnable()?
+            .run(tvec!(x.clone().into_tvalue()))?;
+        Ok(out[0].try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+    }
+
+    #[test]
+    fn a_layer_norm_chain_becomes_one_operator_with_the_same_outputs() -> TractResult<()> {
+        for (h, eps) in [(768, 1e-12f32), (37, 1e-5), (8, 0.0)] {
+            let values: Vec<f32> = (0..3 * h)
+                .map(|i| ((i * 7919 % 211) as f32 - 100.0) * 0.03 + 2.0)
+                .collect();
+            let x = Tensor::from_shape(&[3, h], &values)?;
+            let reference = run(chain(h, eps)?, &x)?;
+            let mut fused = chain(h, eps)?;
+            assert_eq!(fuse_layer_norms(&mut fused)?, 1);
+            let fused = fused.into_optimized()?;
+            let ops: Vec<String> = fused
+                .nodes
+                .iter()
+                .map(|n| n.op.name().to_string())
+                .collect();
+            assert!(ops.iter().any(|o| o == "BertlingLayerNorm"), "{ops:?}");
+            assert!(
+                !ops.iter()
+                    .any(|o| o == "RmsNorm" || o.starts_with("Reduce")),
+                "{ops:?}"
+            );
+            let got = run(fused, &x)?;
+            for (a, b) in reference.iter().zip(&got) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "h {h}: {a} vs {b}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn other_graphs_are_left_alone() -> TractResult<()> {
+        // The mean over another axis than the normalized one.
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([4, 4]))?;
+        let s = m.wire_node("sum", Reduce::new(tvec![0], Reducer::Sum), &[x])?[0];
+        let inv = m.add_const("inv", tensor2(&[[0.25f32]]))?;
+        let mean = m.wire_node("mean", TypedBinOp(Box::new(Mul), None), &[s, inv])?[0];
+        let d = m.wire_node("d", TypedBinOp(Box::new(Sub), None), &[x, mean])?[0];
+        let rms = RmsNorm {
+            axis: 1,
+            eps: rctensor0(1e-5f32),
+        };
+        let y = m.wire_node("rms", rms, &[d])?;
+        m.select_output_outlets(&y)?;
+        assert_eq!(fuse_layer_norms(&mut m)?, 0);
+        // The mean also used elsewhere.
+        let mut m = chain(16, 1e-5)?;
+        let mean = m.node_by_name("mean")?.id;
+        let out = m.outputs[0];
+        let extra = m.wire_node(
+            "extra",
+            TypedBinOp(Box::new(tract_core::ops::math::Add), None),
+            &[out, OutletId::new(mean, 0)],
+        )?;
+        m.select_output_outlets(&extra)?;
+        assert_eq!(fuse_layer_norms(&mut m)?, 0);
+        Ok(())
+    }
+}
