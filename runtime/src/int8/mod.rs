@@ -24,6 +24,7 @@
 //! its f32 one on AVX2 (tract 0.23.9), which is why bertling carries its own kernels.
 
 pub mod a7;
+pub mod fold;
 pub mod kernel;
 pub mod packed;
 pub mod wide;
