@@ -7,16 +7,19 @@
 //! its own output tensor, and tract 0.23.9's `RmsNorm` kernel is scalar below AVX-512. A BERT-base
 //! request runs 25 of them (DistilBERT 13): at 16 tokens, per-operator overhead makes them ~4% of
 //! a request. The loader replaces each such chain by [`LayerNorm`], one vectorized pass
-//! (two reads of each row), with the same arithmetic up to the order of f32 additions. Model files
-//! never contain it ([`fuse_layer_norms`] runs at load).
+//! (two reads of each row), with the same arithmetic up to the order of f32 additions; when the
+//! normalized value is a residual connection's sum that nothing else reads (post-LN BERT, ALBERT,
+//! DistilBERT, RoBERTa), the sum goes into the same pass. Model files never contain it
+//! ([`fuse_layer_norms`] runs at load).
 
 use tract_core::internal::*;
 use tract_core::ops::binary::TypedBinOp;
-use tract_core::ops::math::{Mul, Sub};
+use tract_core::ops::math::{Add, Mul, Sub};
 use tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
 /// `y = (x − mean) / √(mean((x − mean)²) + ε)` along the last axis, with
-/// `mean = Σx · inv_len` (`inv_len` is the graph's own `1/H` constant).
+/// `mean = Σx · inv_len` (`inv_len` is the graph's own `1/H` constant). With two inputs of the
+/// same shape, `x` is their sum (a residual connection's sum that nothing else reads).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LayerNorm {
     /// The bits of the f32 `1/H` the graph multiplies the sum by.
@@ -63,13 +66,26 @@ impl EvalOp for LayerNorm {
 
 impl LayerNorm {
     fn compute(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(inputs.len() == 1, "LayerNorm takes one input");
-        let mut t = inputs.into_iter().next().unwrap().into_tensor();
+        ensure!(
+            matches!(inputs.len(), 1 | 2),
+            "LayerNorm takes one input, or two to sum"
+        );
+        let mut inputs = inputs.into_iter();
+        let mut t = inputs.next().unwrap().into_tensor();
         ensure!(t.rank() > 0, "LayerNorm needs an axis");
         let len = t.shape()[t.rank() - 1];
+        let shape: TVec<usize> = t.shape().into();
+        let mut view = t.try_as_plain_ram_mut()?;
+        let data = view.as_slice_mut::<f32>()?;
+        if let Some(other) = inputs.next() {
+            ensure!(
+                other.shape() == &*shape,
+                "LayerNorm: the summed inputs differ in shape"
+            );
+            let other = other.try_as_plain_ram()?;
+            rows::add(data, other.as_slice::<f32>()?);
+        }
         if len > 0 {
-            let mut view = t.try_as_plain_ram_mut()?;
-            let data = view.as_slice_mut::<f32>()?;
             let (inv_len, eps) = (f32::from_bits(self.inv_len), f32::from_bits(self.eps));
             for row in data.chunks_exact_mut(len) {
                 rows::normalize(row, inv_len, eps);
@@ -81,8 +97,9 @@ impl LayerNorm {
 
 impl TypedOp for LayerNorm {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
-        ensure!(inputs[0].rank() > 0);
+        ensure!(matches!(inputs.len(), 1 | 2) && inputs[0].rank() > 0);
+        ensure!(inputs.iter().all(|i| i.datum_type == f32::datum_type()));
+        ensure!(inputs.iter().all(|i| i.shape == inputs[0].shape));
         Ok(tvec!(f32::fact(inputs[0].shape.clone())))
     }
 
@@ -127,6 +144,29 @@ mod rows {
         normalize_any(row, inv_len, eps)
     }
 
+    #[inline(always)]
+    fn add_any(x: &mut [f32], y: &[f32]) {
+        for (x, &y) in x.iter_mut().zip(y) {
+            *x += y;
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add_avx2(x: &mut [f32], y: &[f32]) {
+        add_any(x, y)
+    }
+
+    /// `x += y`.
+    pub fn add(x: &mut [f32], y: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present.
+            return unsafe { add_avx2(x, y) };
+        }
+        add_any(x, y)
+    }
+
     /// Normalizes `row` in place (see [`super::LayerNorm`]).
     pub fn normalize(row: &mut [f32], inv_len: f32, eps: f32) {
         #[cfg(target_arch = "x86_64")]
@@ -154,9 +194,10 @@ fn sole_feeder(model: &TypedModel, node: &TypedNode, slot: usize) -> Option<usiz
     (feeder.outputs.len() == 1 && feeder.outputs[0].successors.len() == 1).then_some(feeder.id)
 }
 
-/// `(x, 1/H, ε)` when `node` is the `RmsNorm` closing a LayerNorm chain over the last axis of an
-/// f32 `x`: `RmsNorm(Sub(x, Mul(Reduce<Sum>(x), 1/H)))`, each link used only by the next.
-fn layer_norm_chain(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, f32, f32)> {
+/// `(inputs, 1/H, ε)` when `node` is the `RmsNorm` closing a LayerNorm chain over the last axis
+/// of an f32 `x`: `RmsNorm(Sub(x, Mul(Reduce<Sum>(x), 1/H)))`, each link used only by the next.
+/// The inputs are `[x]`, or `[a, b]` when `x = a + b` (same shapes) is read by the chain alone.
+fn layer_norm_chain(model: &TypedModel, node: &TypedNode) -> Option<(TVec<OutletId>, f32, f32)> {
     let rms = node.op_as::<RmsNorm>()?;
     let sub = model.node(sole_feeder(model, node, 0)?);
     if !sub.op_as::<TypedBinOp>()?.0.is::<Sub>() {
@@ -186,7 +227,25 @@ fn layer_norm_chain(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, f
         && rms.axis == last
         && x_fact.datum_type == f32::datum_type()
         && model.outlet_fact(OutletId::new(node.id, 0)).ok()?.shape == x_fact.shape;
-    chain.then_some((x, inv_len, eps))
+    if !chain {
+        return None;
+    }
+    // The residual sum, when only the chain's Reduce and Sub read it.
+    let add = model.node(x.node);
+    let summed = add.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Add>())
+        && add.outputs.len() == 1
+        && add.outputs[0].successors.len() == 2
+        && !model.outputs.contains(&x)
+        && add.inputs.iter().all(|i| {
+            model
+                .outlet_fact(*i)
+                .is_ok_and(|f| f.shape == x_fact.shape && f.datum_type == f32::datum_type())
+        });
+    Some(if summed {
+        (add.inputs.iter().copied().collect(), inv_len, eps)
+    } else {
+        (tvec![x], inv_len, eps)
+    })
 }
 
 /// Replaces every LayerNorm chain of `model` (see the module doc) by one [`LayerNorm`]; returns how
@@ -194,16 +253,19 @@ fn layer_norm_chain(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, f
 pub fn fuse_layer_norms(model: &mut TypedModel) -> TractResult<usize> {
     let mut fused = 0;
     // One at a time: a chain's input may be the output of one just fused.
-    while let Some((id, x, inv_len, eps)) = model.nodes.iter().find_map(|n| {
+    while let Some((id, inputs, inv_len, eps)) = model.nodes.iter().find_map(|n| {
         let used = n.outputs.first().is_some_and(|o| !o.successors.is_empty())
             || model.outputs.contains(&OutletId::new(n.id, 0));
-        used.then(|| layer_norm_chain(model, n).map(|(x, inv, eps)| (n.id, x, inv, eps)))
+        used.then(|| layer_norm_chain(model, n).map(|(i, inv, eps)| (n.id, i, inv, eps)))
             .flatten()
     }) {
         let name = format!("{}.fused", model.node(id).name);
         let mut patch = TypedModelPatch::new(format!("fuse layer norm {name}"));
-        let tap = patch.tap_model(model, x)?;
-        let y = patch.wire_node(name, LayerNorm::new(inv_len, eps), &[tap])?[0];
+        let taps = inputs
+            .iter()
+            .map(|&i| patch.tap_model(model, i))
+            .collect::<TractResult<TVec<_>>>()?;
+        let y = patch.wire_node(name, LayerNorm::new(inv_len, eps), &taps)?[0];
         patch.shunt_outside(model, OutletId::new(id, 0), y)?;
         patch.apply(model)?;
         fused += 1;
@@ -275,6 +337,65 @@ mod tests {
                     (a - b).abs() <= 1e-5 * a.abs().max(1.0),
                     "h {h}: {a} vs {b}"
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// `LayerNorm(a + b)`, the sum also read by `also` when `shared`.
+    fn summed_chain(h: usize, shared: bool) -> TractResult<TypedModel> {
+        let mut m = TypedModel::default();
+        let a = m.add_source("a", f32::fact([2, h]))?;
+        let b = m.add_source("b", f32::fact([2, h]))?;
+        let add = || TypedBinOp(Box::new(tract_core::ops::math::Add), None);
+        let x = m.wire_node("x", add(), &[a, b])?[0];
+        let s = m.wire_node("sum", Reduce::new(tvec![1], Reducer::Sum), &[x])?[0];
+        let inv = m.add_const("inv", tensor2(&[[1.0 / h as f32]]))?;
+        let mean = m.wire_node("mean", TypedBinOp(Box::new(Mul), None), &[s, inv])?[0];
+        let d = m.wire_node("d", TypedBinOp(Box::new(Sub), None), &[x, mean])?[0];
+        let rms = RmsNorm {
+            axis: 1,
+            eps: rctensor0(1e-12f32),
+        };
+        let mut y = m.wire_node("rms", rms, &[d])?;
+        if shared {
+            y = m.wire_node("also", add(), &[y[0], x])?;
+        }
+        m.select_output_outlets(&y)?;
+        Ok(m)
+    }
+
+    #[test]
+    fn a_residual_sum_read_by_the_norm_alone_goes_into_it() -> TractResult<()> {
+        let h = 40;
+        let va: Vec<f32> = (0..2 * h).map(|i| (i % 7) as f32 - 3.0).collect();
+        let vb: Vec<f32> = (0..2 * h).map(|i| ((i * 5) % 11) as f32 * 0.3).collect();
+        let (a, b) = (
+            Tensor::from_shape(&[2, h], &va)?,
+            Tensor::from_shape(&[2, h], &vb)?,
+        );
+        for shared in [false, true] {
+            let run = |m: TypedModel| -> TractResult<Vec<f32>> {
+                let out = m
+                    .into_optimized()?
+                    .into_runnable()?
+                    .run(tvec!(a.clone().into_tvalue(), b.clone().into_tvalue()))?;
+                Ok(out[0].try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+            };
+            let reference = run(summed_chain(h, shared)?)?;
+            let mut fused = summed_chain(h, shared)?;
+            assert_eq!(fuse_layer_norms(&mut fused)?, 1);
+            let fused = fused.into_optimized()?;
+            let norm = fused
+                .nodes
+                .iter()
+                .find(|n| n.op_as::<LayerNorm>().is_some())
+                .context("fused")?;
+            // The sum goes in only when nothing else reads it.
+            assert_eq!(norm.inputs.len(), if shared { 1 } else { 2 });
+            let got = run(fused)?;
+            for (x, y) in reference.iter().zip(&got) {
+                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
             }
         }
         Ok(())
