@@ -152,8 +152,9 @@ impl Model {
             // chains they replaced are dropped and tract optimizes the rest.
             let mut optimized = graph.clone().into_decluttered().map_err(graph_err)?;
             crate::gelu::use_vectorized_tanh(&mut optimized).map_err(graph_err)?;
-            crate::norm::fuse_layer_norms(&mut optimized).map_err(graph_err)?;
+            crate::int8::fold::fold_biases(&mut optimized).map_err(graph_err)?;
             crate::int8::fold::fold_output_scales(&mut optimized).map_err(graph_err)?;
+            crate::norm::fuse_layer_norms(&mut optimized).map_err(graph_err)?;
             let mut optimized = optimized.into_compact().map_err(graph_err)?;
             optimized.optimize().map_err(graph_err)?;
             let plan =

@@ -9,11 +9,13 @@
 //! a request. The loader replaces each such chain by [`LayerNorm`], one vectorized pass
 //! (two reads of each row), with the same arithmetic up to the order of f32 additions; when the
 //! normalized value is a residual connection's sum that nothing else reads (post-LN BERT, ALBERT,
-//! DistilBERT, RoBERTa), the sum goes into the same pass. Model files never contain it
-//! ([`fuse_layer_norms`] runs at load).
+//! DistilBERT, RoBERTa), the sum goes into the same pass, and so do the scale `γ` and shift `β`
+//! that follow (a `Mul` and an `Add` of constant vectors, which tract's decluttering keeps
+//! separate unless they are ones and zeros). Model files never contain it ([`fuse_layer_norms`]
+//! runs at load).
 
 use tract_core::internal::*;
-use tract_core::ops::binary::TypedBinOp;
+use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_core::ops::math::{Add, Mul, Sub};
 use tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
@@ -26,6 +28,8 @@ pub struct LayerNorm {
     inv_len: u32,
     /// The bits of the f32 `ε`.
     eps: u32,
+    /// The scale `γ` `[H]` and shift `β` `[H]` that follow (`y · γ + β`), when the graph has them.
+    affine: Option<(Arc<Tensor>, Arc<Tensor>)>,
 }
 
 impl LayerNorm {
@@ -34,6 +38,15 @@ impl LayerNorm {
         LayerNorm {
             inv_len: inv_len.to_bits(),
             eps: eps.to_bits(),
+            affine: None,
+        }
+    }
+
+    /// The same, followed by `· γ + β` (two f32 tensors `[H]`).
+    pub fn with_affine(self, gamma: Tensor, beta: Tensor) -> LayerNorm {
+        LayerNorm {
+            affine: Some((Arc::new(gamma), Arc::new(beta))),
+            ..self
         }
     }
 }
@@ -87,8 +100,20 @@ impl LayerNorm {
         }
         if len > 0 {
             let (inv_len, eps) = (f32::from_bits(self.inv_len), f32::from_bits(self.eps));
+            let affine = match &self.affine {
+                Some((g, b)) => {
+                    let (g, b) = (g.try_as_plain_ram()?, b.try_as_plain_ram()?);
+                    let (g, b) = (g.as_slice::<f32>()?, b.as_slice::<f32>()?);
+                    ensure!(
+                        g.len() == len && b.len() == len,
+                        "LayerNorm: γ and β must be [{len}]"
+                    );
+                    Some((g, b))
+                }
+                None => None,
+            };
             for row in data.chunks_exact_mut(len) {
-                rows::normalize(row, inv_len, eps);
+                rows::normalize(row, inv_len, eps, affine);
             }
         }
         Ok(tvec!(t.into_tvalue()))
@@ -111,6 +136,9 @@ impl TypedOp for LayerNorm {
 mod rows {
     const LANES: usize = 8;
 
+    /// `γ` and `β`, when the norm has them.
+    pub type Affine<'a> = Option<(&'a [f32], &'a [f32])>;
+
     /// `Σ v` with 8 running sums (in lane order, then the tail).
     #[inline(always)]
     fn sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -129,19 +157,24 @@ mod rows {
     }
 
     #[inline(always)]
-    fn normalize_any(row: &mut [f32], inv_len: f32, eps: f32) {
+    fn normalize_any(row: &mut [f32], inv_len: f32, eps: f32, affine: Affine) {
         let mean = sum(row, |v| v) * inv_len;
         let var = sum(row, |v| (v - mean) * (v - mean)) / row.len() as f32;
         let inv_std = (var + eps).sqrt().recip();
-        for v in row.iter_mut() {
-            *v = (*v - mean) * inv_std;
+        match affine {
+            None => row.iter_mut().for_each(|v| *v = (*v - mean) * inv_std),
+            Some((g, b)) => {
+                for ((v, &g), &b) in row.iter_mut().zip(g).zip(b) {
+                    *v = (*v - mean) * inv_std * g + b;
+                }
+            }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn normalize_avx2(row: &mut [f32], inv_len: f32, eps: f32) {
-        normalize_any(row, inv_len, eps)
+    unsafe fn normalize_avx2(row: &mut [f32], inv_len: f32, eps: f32, affine: Affine) {
+        normalize_any(row, inv_len, eps, affine)
     }
 
     #[inline(always)]
@@ -168,13 +201,13 @@ mod rows {
     }
 
     /// Normalizes `row` in place (see [`super::LayerNorm`]).
-    pub fn normalize(row: &mut [f32], inv_len: f32, eps: f32) {
+    pub fn normalize(row: &mut [f32], inv_len: f32, eps: f32, affine: Affine) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present.
-            return unsafe { normalize_avx2(row, inv_len, eps) };
+            return unsafe { normalize_avx2(row, inv_len, eps, affine) };
         }
-        normalize_any(row, inv_len, eps)
+        normalize_any(row, inv_len, eps, affine)
     }
 }
 
@@ -248,25 +281,83 @@ fn layer_norm_chain(model: &TypedModel, node: &TypedNode) -> Option<(TVec<Outlet
     })
 }
 
-/// Replaces every LayerNorm chain of `model` (see the module doc) by one [`LayerNorm`]; returns how
-/// many. The chains' nodes are left without successors, for the optimizer to drop.
+/// The constant f32 vector `[h]` (any leading size-1 axes) `node` applies with `op` to the
+/// output of `from` (its only reader, with the same shape out), and `node`.
+fn affine_step<O: BinMiniOp>(model: &TypedModel, from: usize, h: usize) -> Option<(usize, Tensor)> {
+    let succ = &model.node(from).outputs.first()?.successors;
+    if succ.len() != 1 {
+        return None;
+    }
+    let node = model.node(succ[0].node);
+    if !node.op_as::<TypedBinOp>()?.0.is::<O>() || node.inputs.len() != 2 {
+        return None;
+    }
+    let other = node.inputs[1 - succ[0].slot];
+    let k = model.outlet_fact(other).ok()?.konst.clone()?;
+    let shape = model
+        .outlet_fact(OutletId::new(from, 0))
+        .ok()?
+        .shape
+        .clone();
+    let fits = k.datum_type() == f32::datum_type()
+        && k.len() == h
+        && k.shape().last() == Some(&h)
+        && k.rank() <= shape.rank()
+        && model.outlet_fact(OutletId::new(node.id, 0)).ok()?.shape == shape;
+    fits.then(|| k.into_tensor().into_shape(&[h]).ok())
+        .flatten()
+        .map(|t| (node.id, t))
+}
+
+/// The LayerNorm ending at the `RmsNorm` `node`: its inputs, the op, and the node whose output it
+/// replaces (the `RmsNorm`, or the `Add` of `β` after a `Mul` by `γ`).
+fn fusion(model: &TypedModel, node: &TypedNode) -> Option<(TVec<OutletId>, LayerNorm, usize)> {
+    let (inputs, inv_len, eps) = layer_norm_chain(model, node)?;
+    let op = LayerNorm::new(inv_len, eps);
+    let h = model
+        .outlet_fact(OutletId::new(node.id, 0))
+        .ok()?
+        .shape
+        .last()?
+        .to_usize()
+        .ok()?;
+    let affine = affine_step::<Mul>(model, node.id, h).and_then(|(mul, gamma)| {
+        affine_step::<Add>(model, mul, h).map(|(add, beta)| (add, gamma, beta))
+    });
+    Some(match affine {
+        Some((end, gamma, beta)) => (inputs, op.with_affine(gamma, beta), end),
+        None => (inputs, op, node.id),
+    })
+}
+
+/// Replaces every LayerNorm chain of `model` (see the module doc), and the scale and shift after
+/// it, by one [`LayerNorm`]; returns how many. The chains' nodes are left without successors,
+/// for the optimizer to drop.
 pub fn fuse_layer_norms(model: &mut TypedModel) -> TractResult<usize> {
+    let used = |model: &TypedModel, id: usize| {
+        model
+            .node(id)
+            .outputs
+            .first()
+            .is_some_and(|o| !o.successors.is_empty())
+            || model.outputs.contains(&OutletId::new(id, 0))
+    };
     let mut fused = 0;
     // One at a time: a chain's input may be the output of one just fused.
-    while let Some((id, inputs, inv_len, eps)) = model.nodes.iter().find_map(|n| {
-        let used = n.outputs.first().is_some_and(|o| !o.successors.is_empty())
-            || model.outputs.contains(&OutletId::new(n.id, 0));
-        used.then(|| layer_norm_chain(model, n).map(|(i, inv, eps)| (n.id, i, inv, eps)))
-            .flatten()
-    }) {
-        let name = format!("{}.fused", model.node(id).name);
+    while let Some((inputs, op, end)) = model
+        .nodes
+        .iter()
+        .filter_map(|n| fusion(model, n))
+        .find(|(_, _, end)| used(model, *end))
+    {
+        let name = format!("{}.fused", model.node(end).name);
         let mut patch = TypedModelPatch::new(format!("fuse layer norm {name}"));
         let taps = inputs
             .iter()
             .map(|&i| patch.tap_model(model, i))
             .collect::<TractResult<TVec<_>>>()?;
-        let y = patch.wire_node(name, LayerNorm::new(inv_len, eps), &taps)?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), y)?;
+        let y = patch.wire_node(name, op, &taps)?[0];
+        patch.shunt_outside(model, OutletId::new(end, 0), y)?;
         patch.apply(model)?;
         fused += 1;
     }
@@ -397,6 +488,58 @@ mod tests {
             for (x, y) in reference.iter().zip(&got) {
                 assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_scale_and_shift_after_a_norm_go_into_it() -> TractResult<()> {
+        let h = 24;
+        let mut m = chain(h, 1e-5)?;
+        // chain() ends with `res = rms + x`; put `· γ + β` between the norm and that sum.
+        let rms = m.node_by_name("rms")?.id;
+        let res = m.node_by_name("res")?.id;
+        let g: Vec<f32> = (0..h).map(|i| 0.5 + i as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..h).map(|i| i as f32 * -0.2).collect();
+        let g = m.add_const("gamma", Tensor::from_shape(&[1, h], &g)?)?;
+        let b = m.add_const("beta", Tensor::from_shape(&[1, h], &b)?)?;
+        let scaled = m.wire_node(
+            "scaled",
+            TypedBinOp(Box::new(Mul), None),
+            &[OutletId::new(rms, 0), g],
+        )?[0];
+        let shifted = m.wire_node(
+            "shifted",
+            TypedBinOp(Box::new(tract_core::ops::math::Add), None),
+            &[b, scaled],
+        )?[0];
+        m.add_edge(shifted, InletId::new(res, 0))?;
+        let values: Vec<f32> = (0..3 * h)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.1)
+            .collect();
+        let x = Tensor::from_shape(&[3, h], &values)?;
+        let reference = run(m.clone(), &x)?;
+        assert_eq!(fuse_layer_norms(&mut m)?, 1);
+        let fused = m.into_optimized()?;
+        let norm = fused
+            .nodes
+            .iter()
+            .find_map(|n| n.op_as::<LayerNorm>())
+            .context("fused")?;
+        assert!(norm.affine.is_some());
+        let ops: Vec<String> = fused
+            .nodes
+            .iter()
+            .map(|n| n.op.name().to_string())
+            .collect();
+        assert_eq!(
+            ops.iter().filter(|o| o.contains("Mul")).count(),
+            0,
+            "{ops:?}"
+        );
+        let got = run(fused, &x)?;
+        for (a, b) in reference.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
         }
         Ok(())
     }

@@ -1,6 +1,11 @@
-//! A load-time rewrite around [`Int8Linear`]: a product by a constant scalar right after it is
-//! folded into its weight scales.
+//! Load-time rewrites around [`Int8Linear`]: a constant bias added right after it, and a product
+//! by a constant scalar right after it, are folded into the operator.
 //!
+//! **Biases.** Every projection of a trained BERT-family model has one, which the exports add as
+//! its own `Add` after the product: a pass over the activations, with its own output tensor, six
+//! times a layer. The operator adds it in place instead ([`fold_biases`]): the same sum.
+//!
+//! **Scalars.**
 //! BERT-family attention scales its scores by `1/√d`; exports (and tract's decluttering) often
 //! apply it to the queries and keys, as a `Mul` of each projection by a constant (`d^-¼` twice in
 //! DistilBERT and ALBERT). Since the operator's output is linear in its weight scales,
@@ -10,7 +15,7 @@
 
 use tract_core::internal::*;
 use tract_core::ops::binary::TypedBinOp;
-use tract_core::ops::math::Mul;
+use tract_core::ops::math::{Add, Mul};
 
 use super::Int8Linear;
 
@@ -50,6 +55,106 @@ fn candidate(model: &TypedModel, node: &TypedNode) -> Option<(usize, usize, f32)
     ok.then_some((lin.id, node.id, c))
 }
 
+/// A bias to fold: the [`Int8Linear`] node, the axis changes between it and the `Add` (size-1
+/// axes added or removed, outermost last), the `Add` node and the bias `[N]`.
+struct BiasFold {
+    lin: usize,
+    axis_ops: Vec<usize>,
+    add: usize,
+    bias: Tensor,
+}
+
+/// The fold when `node` is a used `Add` of a constant f32 vector along the channels and an
+/// [`Int8Linear`] output (without a bias yet), possibly through size-1 axis changes, each link
+/// used by nothing else.
+fn bias_candidate(model: &TypedModel, node: &TypedNode) -> Option<BiasFold> {
+    let used = node
+        .outputs
+        .first()
+        .is_some_and(|o| !o.successors.is_empty())
+        || model.outputs.contains(&OutletId::new(node.id, 0));
+    if !used || !node.op_as::<TypedBinOp>()?.0.is::<Add>() || node.inputs.len() != 2 {
+        return None;
+    }
+    let konst = |o: OutletId| model.outlet_fact(o).ok()?.konst.clone();
+    let (activations, bias) = match (konst(node.inputs[0]), konst(node.inputs[1])) {
+        (None, Some(b)) => (node.inputs[0], b),
+        (Some(b), None) => (node.inputs[1], b),
+        _ => return None,
+    };
+    let mut outlet = activations;
+    let sole = |o: OutletId| {
+        let n = model.node(o.node);
+        n.outputs.len() == 1 && n.outputs[0].successors.len() == 1
+    };
+    let out = model.outlet_fact(OutletId::new(node.id, 0)).ok()?;
+    let n = out.shape.last()?.to_usize().ok()?;
+    let mut axis_ops = vec![];
+    loop {
+        let feeder = model.node(outlet.node);
+        if !sole(outlet) || model.outlet_fact(outlet).ok()?.shape.last()? != &n.to_dim() {
+            return None;
+        }
+        if feeder.op_as::<Int8Linear>().is_some() {
+            break;
+        }
+        match feeder.op_as::<AxisOp>()? {
+            AxisOp::Add(_) | AxisOp::Rm(_) => axis_ops.push(feeder.id),
+            _ => return None,
+        }
+        outlet = *feeder.inputs.first()?;
+    }
+    let lin = model.node(outlet.node);
+    if lin.op_as::<Int8Linear>()?.bias.is_some() {
+        return None;
+    }
+    let along_channels = bias.datum_type() == f32::datum_type()
+        && bias.rank() >= 1
+        && bias.rank() <= out.rank()
+        && bias.shape().last() == Some(&n)
+        && bias.len() == n;
+    // The bias does not widen the activations by broadcasting.
+    let same_shape = model.outlet_fact(activations).ok()?.shape == out.shape;
+    if !(along_channels && same_shape) {
+        return None;
+    }
+    let bias = bias.into_tensor().into_shape(&[n]).ok()?;
+    axis_ops.reverse();
+    Some(BiasFold {
+        lin: lin.id,
+        axis_ops,
+        add: node.id,
+        bias,
+    })
+}
+
+/// Folds every constant bias `Add` after an [`Int8Linear`] into the operator (see the module
+/// doc); returns how many. The replaced nodes are left without successors.
+pub fn fold_biases(model: &mut TypedModel) -> TractResult<usize> {
+    let mut folded = 0;
+    while let Some(fold) = model.nodes.iter().find_map(|n| bias_candidate(model, n)) {
+        let node = model.node(fold.lin);
+        let mut op = node.op_as::<Int8Linear>().context("checked")?.clone();
+        op.bias = Some(Arc::new(fold.bias));
+        let name = node.name.clone();
+        let mut patch = TypedModelPatch::new(format!("fold a bias into {name}"));
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|&i| patch.tap_model(model, i))
+            .collect::<TractResult<TVec<_>>>()?;
+        let mut y = patch.wire_node(format!("{name}.biased"), op, &inputs)?[0];
+        for id in fold.axis_ops {
+            let axis = model.node(id);
+            y = patch.wire_node(format!("{}.biased", axis.name), axis.op.clone(), &[y])?[0];
+        }
+        patch.shunt_outside(model, OutletId::new(fold.add, 0), y)?;
+        patch.apply(model)?;
+        folded += 1;
+    }
+    Ok(folded)
+}
+
 /// Folds every constant scalar `Mul` after an [`Int8Linear`] into its scales (see the module doc);
 /// returns how many. The replaced nodes are left without successors, for the optimizer to drop.
 pub fn fold_output_scales(model: &mut TypedModel) -> TractResult<usize> {
@@ -68,6 +173,15 @@ pub fn fold_output_scales(model: &mut TypedModel) -> TractResult<usize> {
             .as_slice_mut::<f32>()?
             .iter_mut()
             .for_each(|s| *s *= c);
+        let mut op = op;
+        if let Some(bias) = &op.bias {
+            let mut b = bias.as_ref().clone();
+            b.try_as_plain_ram_mut()?
+                .as_slice_mut::<f32>()?
+                .iter_mut()
+                .for_each(|v| *v *= c);
+            op.bias = Some(Arc::new(b));
+        }
         let name = node.name.clone();
         let mut patch = TypedModelPatch::new(format!("fold a scalar product into {name}"));
         let mut inputs = tvec![];
@@ -94,6 +208,16 @@ mod tests {
     /// `x [3, k] -> Int8Linear (panels, n outputs) -> Mul by c`, optionally with the product's
     /// output also used elsewhere.
     fn graph(k: usize, n: usize, c: f32, shared: bool) -> TractResult<TypedModel> {
+        graph_with(k, n, c, shared, false)
+    }
+
+    fn graph_with(
+        k: usize,
+        n: usize,
+        c: f32,
+        shared: bool,
+        biased: bool,
+    ) -> TractResult<TypedModel> {
         let mut m = TypedModel::default();
         let x = m.add_source("x", f32::fact([3, k]))?;
         let w: Vec<f32> = (0..n * k)
@@ -109,8 +233,15 @@ mod tests {
             act_max: 2047,
             channels: n,
             act_group: 0,
+            bias: None,
         };
-        let y = m.wire_node("lin", op, &[x, codes, scales])?[0];
+        let mut y = m.wire_node("lin", op, &[x, codes, scales])?[0];
+        if biased {
+            let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 2.0).collect();
+            let b = m.add_const("b", Tensor::from_shape(&[1, n], &b)?)?;
+            let add = TypedBinOp(Box::new(Add), None);
+            y = m.wire_node("bias", add, &[b, y])?[0];
+        }
         let c = m.add_const("c", tensor2(&[[c]]))?;
         let mut out = m.wire_node("mul", TypedBinOp(Box::new(Mul), None), &[y, c])?;
         if shared {
@@ -158,6 +289,32 @@ mod tests {
         // An output also used elsewhere keeps its product.
         let mut shared = graph(k, n, c, true)?;
         assert_eq!(fold_output_scales(&mut shared)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bias_then_a_scalar_go_into_the_operator() -> TractResult<()> {
+        let (k, n, c) = (70, 13, -0.75);
+        let values: Vec<f32> = (0..3 * k)
+            .map(|i| ((i * 5 % 17) as f32 - 8.0) * 0.2)
+            .collect();
+        let x = Tensor::from_shape(&[3, k], &values)?;
+        let reference = run(graph_with(k, n, c, false, true)?, &x)?;
+        let mut folded = graph_with(k, n, c, false, true)?;
+        assert_eq!(fold_biases(&mut folded)?, 1);
+        assert_eq!(fold_output_scales(&mut folded)?, 1);
+        let folded = folded.into_optimized()?;
+        assert!(
+            folded
+                .nodes
+                .iter()
+                .all(|n| n.op_as::<TypedBinOp>().is_none()),
+            "the Add and the Mul are gone"
+        );
+        let got = run(folded, &x)?;
+        for (a, b) in reference.iter().zip(&got) {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+        }
         Ok(())
     }
 }

@@ -86,6 +86,9 @@ pub struct Int8Linear {
     /// Inputs per activation scale: 0, one scale per row (formats 2 and 3), or
     /// [`a7::ACT_GROUP`] with [`Layout::Panels`] and `act_max` 63 (format 4: [`a7`]).
     pub act_group: usize,
+    /// An f32 bias `[N]` added to the output. Never in a model file: the loader folds a constant
+    /// bias `Add` after the product into it ([`fold`]), and the NNEF writer refuses it.
+    pub bias: Option<Arc<Tensor>>,
 }
 
 impl Default for Int8Linear {
@@ -96,6 +99,7 @@ impl Default for Int8Linear {
             act_max: kernel::QMAX as i32,
             channels: 0,
             act_group: 0,
+            bias: None,
         }
     }
 }
@@ -189,10 +193,15 @@ impl Op for Int8Linear {
         Ok(vec![
             format!("kernel: {}", self.kernel_name()),
             format!(
-                "layout: {}, activation_max: {}, activation_group: {}",
+                "layout: {}, activation_max: {}, activation_group: {}, bias: {}",
                 self.layout.as_str(),
                 self.act_max,
-                self.act_group
+                self.act_group,
+                if self.bias.is_some() {
+                    "folded"
+                } else {
+                    "none"
+                }
             ),
         ])
     }
@@ -259,18 +268,35 @@ impl Int8Linear {
         let rows = x.len().checked_div(k).unwrap_or(0);
         let mut shape: TVec<usize> = xt.shape().into();
         *shape.last_mut().unwrap() = n;
-        if k == 0 {
-            return Ok(tvec!(Tensor::zero::<f32>(&shape)?.into_tvalue()));
-        }
-        // SAFETY: f32 has no invalid bit patterns, and the kernels write every element below
-        // (all rows, every column range) before anyone reads it.
-        let mut out = unsafe { Tensor::uninitialized::<f32>(&shape)? };
-        {
+        let mut out = if k == 0 {
+            Tensor::zero::<f32>(&shape)?
+        } else {
+            // SAFETY: f32 has no invalid bit patterns, and the kernels write every element below
+            // (all rows, every column range) before anyone reads it.
+            let mut out = unsafe { Tensor::uninitialized::<f32>(&shape)? };
+            {
+                let mut view = out.try_as_plain_ram_mut()?;
+                let y = view.as_slice_mut::<f32>()?;
+                SCRATCH.with_borrow_mut(|scratch| {
+                    self.run(scratch, x, (w, scales, sums), (rows, n, k), y)
+                });
+            }
+            out
+        };
+        if let Some(bias) = &self.bias {
+            let bias = bias.try_as_plain_ram()?;
+            let bias = bias.as_slice::<f32>()?;
+            ensure!(
+                bias.len() == n,
+                "Int8Linear: bias of {} for {n} channels",
+                bias.len()
+            );
             let mut view = out.try_as_plain_ram_mut()?;
-            let y = view.as_slice_mut::<f32>()?;
-            SCRATCH.with_borrow_mut(|scratch| {
-                self.run(scratch, x, (w, scales, sums), (rows, n, k), y)
-            });
+            for row in view.as_slice_mut::<f32>()?.chunks_exact_mut(n.max(1)) {
+                for (y, b) in row.iter_mut().zip(bias) {
+                    *y += b;
+                }
+            }
         }
         Ok(tvec!(out.into_tvalue()))
     }
@@ -464,6 +490,10 @@ impl TypedOp for Int8Linear {
 }
 
 fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Option<Arc<RValue>>> {
+    ensure!(
+        op.bias.is_none(),
+        "Int8Linear: a bias folded at load is not part of the file format"
+    );
     let input = ast.mapping[&node.inputs[0]].clone();
     let weight = ast.mapping[&node.inputs[1]].clone();
     let scale = ast.mapping[&node.inputs[2]].clone();
@@ -499,6 +529,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         act_group: usize::try_from(act_group)
             .ok()
             .with_context(|| format!("Int8Linear: activation_group {act_group} is out of range"))?,
+        bias: None,
     };
     builder.wire(op, &[input, weight, scale])
 }
@@ -624,6 +655,7 @@ mod tests {
                 act_max: if grouped { a7::ACT_MAX } else { 2047 },
                 channels: n,
                 act_group: if grouped { a7::ACT_GROUP } else { 0 },
+                bias: None,
             };
             let kp = packed::padded_k(k);
             let inputs = || -> TractResult<TVec<TValue>> {
@@ -658,6 +690,7 @@ mod tests {
             act_max: 2047,
             channels: 0,
             act_group: 0,
+            bias: None,
         };
         let model = round_trip(op.clone(), false)?;
         assert!(model

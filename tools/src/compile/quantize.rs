@@ -304,6 +304,7 @@ fn einsum_patch(
         },
         channels: if tied { 0 } else { n },
         act_group: if grouped { a7::ACT_GROUP } else { 0 },
+        bias: None,
     };
     let name = &node.name;
     let mut patch = TypedModelPatch::new(format!("quantize {name}"));
