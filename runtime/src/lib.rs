@@ -17,7 +17,7 @@
 //!
 //! Text completion (whole-word suggestions while typing) is [`Model::complete`], in [`complete`].
 //!
-//! Modules: [`format`] (the file layout, a public contract), [`model`] (loading and requests),
+//! Modules: [`format`](mod@format) (the file layout, a public contract), [`model`] (loading and requests),
 //! [`predictions`] (fixed-capacity results, softmax and top-k), [`text`] (mask spelling and
 //! decoding clean-up), [`graph`] (the tract NNEF dialect), [`architecture`] (the families),
 //! [`int8`] (the int8 operator and its kernels), and two rewrites the loader applies to the graphs
