@@ -35,6 +35,7 @@ pub mod model;
 pub mod norm;
 pub mod predictions;
 pub mod profile;
+mod rewrite;
 pub mod text;
 
 pub use architecture::Architecture;

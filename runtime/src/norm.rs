@@ -19,6 +19,8 @@ use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_core::ops::math::{Add, Mul, Sub};
 use tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
+use crate::rewrite::{channel_vector, is_read, only_reader, scalar_const};
+
 /// `y = (x − mean) / √(mean((x − mean)²) + ε)` along the last axis, with
 /// `mean = Σx · inv_len` (`inv_len` is the graph's own `1/H` constant). With two inputs of the
 /// same shape, `x` is their sum (a residual connection's sum that nothing else reads).
@@ -211,20 +213,10 @@ mod rows {
     }
 }
 
-/// The single f32 value of a constant input (a scalar or a tensor of one element).
-fn scalar_const(model: &TypedModel, outlet: OutletId) -> Option<f32> {
-    let fact = model.outlet_fact(outlet).ok()?;
-    let k = fact.konst.as_ref()?;
-    (k.len() == 1 && k.datum_type() == f32::datum_type())
-        .then(|| k.cast_to_scalar::<f32>().ok())
-        .flatten()
-}
-
 /// The node feeding input `slot` of `node`, when it feeds nothing else.
 fn sole_feeder(model: &TypedModel, node: &TypedNode, slot: usize) -> Option<usize> {
-    let outlet = *node.inputs.get(slot)?;
-    let feeder = model.node(outlet.node);
-    (feeder.outputs.len() == 1 && feeder.outputs[0].successors.len() == 1).then_some(feeder.id)
+    let feeder = node.inputs.get(slot)?.node;
+    only_reader(model, feeder).map(|_| feeder)
 }
 
 /// `(inputs, 1/H, ε)` when `node` is the `RmsNorm` closing a LayerNorm chain over the last axis
@@ -284,29 +276,17 @@ fn layer_norm_chain(model: &TypedModel, node: &TypedNode) -> Option<(TVec<Outlet
 /// The constant f32 vector `[h]` (any leading size-1 axes) `node` applies with `op` to the
 /// output of `from` (its only reader, with the same shape out), and `node`.
 fn affine_step<O: BinMiniOp>(model: &TypedModel, from: usize, h: usize) -> Option<(usize, Tensor)> {
-    let succ = &model.node(from).outputs.first()?.successors;
-    if succ.len() != 1 {
-        return None;
-    }
-    let node = model.node(succ[0].node);
+    let reader = only_reader(model, from)?;
+    let node = model.node(reader.node);
     if !node.op_as::<TypedBinOp>()?.0.is::<O>() || node.inputs.len() != 2 {
         return None;
     }
-    let other = node.inputs[1 - succ[0].slot];
-    let k = model.outlet_fact(other).ok()?.konst.clone()?;
-    let shape = model
-        .outlet_fact(OutletId::new(from, 0))
-        .ok()?
-        .shape
-        .clone();
-    let fits = k.datum_type() == f32::datum_type()
-        && k.len() == h
-        && k.shape().last() == Some(&h)
-        && k.rank() <= shape.rank()
-        && model.outlet_fact(OutletId::new(node.id, 0)).ok()?.shape == shape;
-    fits.then(|| k.into_tensor().into_shape(&[h]).ok())
-        .flatten()
-        .map(|t| (node.id, t))
+    let shape = &model.outlet_fact(OutletId::new(from, 0)).ok()?.shape;
+    if &model.outlet_fact(OutletId::new(node.id, 0)).ok()?.shape != shape {
+        return None;
+    }
+    let vector = channel_vector(model, node.inputs[1 - reader.slot], h, shape.rank())?;
+    Some((node.id, vector))
 }
 
 /// The LayerNorm ending at the `RmsNorm` `node`: its inputs, the op, and the node whose output it
@@ -334,21 +314,13 @@ fn fusion(model: &TypedModel, node: &TypedNode) -> Option<(TVec<OutletId>, Layer
 /// it, by one [`LayerNorm`]; returns how many. The chains' nodes are left without successors,
 /// for the optimizer to drop.
 pub fn fuse_layer_norms(model: &mut TypedModel) -> TractResult<usize> {
-    let used = |model: &TypedModel, id: usize| {
-        model
-            .node(id)
-            .outputs
-            .first()
-            .is_some_and(|o| !o.successors.is_empty())
-            || model.outputs.contains(&OutletId::new(id, 0))
-    };
     let mut fused = 0;
     // One at a time: a chain's input may be the output of one just fused.
     while let Some((inputs, op, end)) = model
         .nodes
         .iter()
         .filter_map(|n| fusion(model, n))
-        .find(|(_, _, end)| used(model, *end))
+        .find(|(_, _, end)| is_read(model, *end))
     {
         let name = format!("{}.fused", model.node(end).name);
         let mut patch = TypedModelPatch::new(format!("fuse layer norm {name}"));
@@ -367,14 +339,23 @@ pub fn fuse_layer_norms(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewrite::{assert_close, run_f32};
     use tract_core::ops::binary::TypedBinOp;
 
-    /// The chain tract's decluttering makes of a LayerNorm over the last axis of `[rows, h]`,
-    /// with the normalized output also summed with `x` (so `x` has other successors).
-    fn chain(h: usize, eps: f32) -> TractResult<TypedModel> {
-        let mut m = TypedModel::default();
-        let x = m.add_source("x", f32::fact([3, h]))?;
-        let s = m.wire_node("sum", Reduce::new(tvec![1], Reducer::Sum), &[x])?[0];
+    fn add() -> TypedBinOp {
+        TypedBinOp(Box::new(Add), None)
+    }
+
+    /// Wires the chain tract's decluttering makes of a LayerNorm of `x` (`[rows, h]`, normalized
+    /// over axis 1, its mean taken over `mean_axis`); returns the `RmsNorm`'s output.
+    fn wire_norm(
+        m: &mut TypedModel,
+        x: OutletId,
+        h: usize,
+        mean_axis: usize,
+        eps: f32,
+    ) -> TractResult<OutletId> {
+        let s = m.wire_node("sum", Reduce::new(tvec![mean_axis], Reducer::Sum), &[x])?[0];
         let inv = m.add_const("inv", tensor2(&[[1.0 / h as f32]]))?;
         let mean = m.wire_node("mean", TypedBinOp(Box::new(Mul), None), &[s, inv])?[0];
         let d = m.wire_node("d", TypedBinOp(Box::new(Sub), None), &[x, mean])?[0];
@@ -382,22 +363,22 @@ mod tests {
             axis: 1,
             eps: rctensor0(eps),
         };
-        let y = m.wire_node("rms", rms, &[d])?[0];
-        let out = m.wire_node(
-            "res",
-            TypedBinOp(Box::new(tract_core::ops::math::Add), None),
-            &[y, x],
-        )?;
+        Ok(m.wire_node("rms", rms, &[d])?[0])
+    }
+
+    /// A LayerNorm over the last axis of `[3, h]`, with the normalized output also summed with
+    /// `x` (so `x` has other successors).
+    fn chain(h: usize, eps: f32) -> TractResult<TypedModel> {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([3, h]))?;
+        let y = wire_norm(&mut m, x, h, 1, eps)?;
+        let out = m.wire_node("res", add(), &[y, x])?;
         m.select_output_outlets(&out)?;
         Ok(m)
     }
 
     fn run(m: TypedModel, x: &Tensor) -> TractResult<Vec<f32>> {
-        let out = m
-            .into_optimized()?
-            .into_runnable()?
-            .run(tvec!(x.clone().into_tvalue()))?;
-        Ok(out[0].try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+        run_f32(m, &[x])
     }
 
     #[test]
@@ -422,13 +403,7 @@ mod tests {
                     .any(|o| o == "RmsNorm" || o.starts_with("Reduce")),
                 "{ops:?}"
             );
-            let got = run(fused, &x)?;
-            for (a, b) in reference.iter().zip(&got) {
-                assert!(
-                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-                    "h {h}: {a} vs {b}"
-                );
-            }
+            assert_close(&reference, &run(fused, &x)?, 1e-5);
         }
         Ok(())
     }
@@ -438,17 +413,8 @@ mod tests {
         let mut m = TypedModel::default();
         let a = m.add_source("a", f32::fact([2, h]))?;
         let b = m.add_source("b", f32::fact([2, h]))?;
-        let add = || TypedBinOp(Box::new(tract_core::ops::math::Add), None);
         let x = m.wire_node("x", add(), &[a, b])?[0];
-        let s = m.wire_node("sum", Reduce::new(tvec![1], Reducer::Sum), &[x])?[0];
-        let inv = m.add_const("inv", tensor2(&[[1.0 / h as f32]]))?;
-        let mean = m.wire_node("mean", TypedBinOp(Box::new(Mul), None), &[s, inv])?[0];
-        let d = m.wire_node("d", TypedBinOp(Box::new(Sub), None), &[x, mean])?[0];
-        let rms = RmsNorm {
-            axis: 1,
-            eps: rctensor0(1e-12f32),
-        };
-        let mut y = m.wire_node("rms", rms, &[d])?;
+        let mut y = tvec![wire_norm(&mut m, x, h, 1, 1e-12)?];
         if shared {
             y = m.wire_node("also", add(), &[y[0], x])?;
         }
@@ -466,14 +432,7 @@ mod tests {
             Tensor::from_shape(&[2, h], &vb)?,
         );
         for shared in [false, true] {
-            let run = |m: TypedModel| -> TractResult<Vec<f32>> {
-                let out = m
-                    .into_optimized()?
-                    .into_runnable()?
-                    .run(tvec!(a.clone().into_tvalue(), b.clone().into_tvalue()))?;
-                Ok(out[0].try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
-            };
-            let reference = run(summed_chain(h, shared)?)?;
+            let reference = run_f32(summed_chain(h, shared)?, &[&a, &b])?;
             let mut fused = summed_chain(h, shared)?;
             assert_eq!(fuse_layer_norms(&mut fused)?, 1);
             let fused = fused.into_optimized()?;
@@ -484,10 +443,7 @@ mod tests {
                 .context("fused")?;
             // The sum goes in only when nothing else reads it.
             assert_eq!(norm.inputs.len(), if shared { 1 } else { 2 });
-            let got = run(fused)?;
-            for (x, y) in reference.iter().zip(&got) {
-                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
-            }
+            assert_close(&reference, &run_f32(fused, &[&a, &b])?, 1e-5);
         }
         Ok(())
     }
@@ -508,11 +464,7 @@ mod tests {
             TypedBinOp(Box::new(Mul), None),
             &[OutletId::new(rms, 0), g],
         )?[0];
-        let shifted = m.wire_node(
-            "shifted",
-            TypedBinOp(Box::new(tract_core::ops::math::Add), None),
-            &[b, scaled],
-        )?[0];
+        let shifted = m.wire_node("shifted", add(), &[b, scaled])?[0];
         m.add_edge(shifted, InletId::new(res, 0))?;
         let values: Vec<f32> = (0..3 * h)
             .map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.1)
@@ -537,10 +489,7 @@ mod tests {
             0,
             "{ops:?}"
         );
-        let got = run(fused, &x)?;
-        for (a, b) in reference.iter().zip(&got) {
-            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
-        }
+        assert_close(&reference, &run(fused, &x)?, 1e-5);
         Ok(())
     }
 
@@ -549,26 +498,14 @@ mod tests {
         // The mean over another axis than the normalized one.
         let mut m = TypedModel::default();
         let x = m.add_source("x", f32::fact([4, 4]))?;
-        let s = m.wire_node("sum", Reduce::new(tvec![0], Reducer::Sum), &[x])?[0];
-        let inv = m.add_const("inv", tensor2(&[[0.25f32]]))?;
-        let mean = m.wire_node("mean", TypedBinOp(Box::new(Mul), None), &[s, inv])?[0];
-        let d = m.wire_node("d", TypedBinOp(Box::new(Sub), None), &[x, mean])?[0];
-        let rms = RmsNorm {
-            axis: 1,
-            eps: rctensor0(1e-5f32),
-        };
-        let y = m.wire_node("rms", rms, &[d])?;
-        m.select_output_outlets(&y)?;
+        let y = wire_norm(&mut m, x, 4, 0, 1e-5)?;
+        m.select_output_outlets(&[y])?;
         assert_eq!(fuse_layer_norms(&mut m)?, 0);
         // The mean also used elsewhere.
         let mut m = chain(16, 1e-5)?;
         let mean = m.node_by_name("mean")?.id;
         let out = m.outputs[0];
-        let extra = m.wire_node(
-            "extra",
-            TypedBinOp(Box::new(tract_core::ops::math::Add), None),
-            &[out, OutletId::new(mean, 0)],
-        )?;
+        let extra = m.wire_node("extra", add(), &[out, OutletId::new(mean, 0)])?;
         m.select_output_outlets(&extra)?;
         assert_eq!(fuse_layer_norms(&mut m)?, 0);
         Ok(())

@@ -18,25 +18,21 @@ use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::math::{Add, Mul};
 
 use super::Int8Linear;
+use crate::rewrite::{channel_vector, is_read, only_reader, scalar_const};
 
 /// `(linear node, mul node, c)` when `node` is a used `Mul` of an [`Int8Linear`] output (used by
 /// nothing else, with constant f32 scales) by a constant f32 scalar, with the product's shape.
 fn candidate(model: &TypedModel, node: &TypedNode) -> Option<(usize, usize, f32)> {
-    let used = node
-        .outputs
-        .first()
-        .is_some_and(|o| !o.successors.is_empty())
-        || model.outputs.contains(&OutletId::new(node.id, 0));
-    if !used || !node.op_as::<TypedBinOp>()?.0.is::<Mul>() || node.inputs.len() != 2 {
+    if !is_read(model, node.id)
+        || !node.op_as::<TypedBinOp>()?.0.is::<Mul>()
+        || node.inputs.len() != 2
+    {
         return None;
     }
-    let scalar = |o: OutletId| -> Option<f32> {
-        let k = model.outlet_fact(o).ok()?.konst.clone()?;
-        (k.len() == 1 && k.datum_type() == f32::datum_type())
-            .then(|| k.cast_to_scalar::<f32>().ok())
-            .flatten()
-    };
-    let (lin_outlet, c) = match (scalar(node.inputs[0]), scalar(node.inputs[1])) {
+    let (lin_outlet, c) = match (
+        scalar_const(model, node.inputs[0]),
+        scalar_const(model, node.inputs[1]),
+    ) {
         (None, Some(c)) => (node.inputs[0], c),
         (Some(c), None) => (node.inputs[1], c),
         _ => return None,
@@ -44,7 +40,7 @@ fn candidate(model: &TypedModel, node: &TypedNode) -> Option<(usize, usize, f32)
     let lin = model.node(lin_outlet.node);
     lin.op_as::<Int8Linear>()?;
     let scales = model.outlet_fact(*lin.inputs.get(2)?).ok()?;
-    let alone = lin.outputs.len() == 1 && lin.outputs[0].successors.len() == 1;
+    let alone = only_reader(model, lin.id).is_some();
     let same_shape = model.outlet_fact(lin_outlet).ok()?.shape
         == model.outlet_fact(OutletId::new(node.id, 0)).ok()?.shape;
     let ok = alone
@@ -68,31 +64,26 @@ struct BiasFold {
 /// [`Int8Linear`] output (without a bias yet), possibly through size-1 axis changes, each link
 /// used by nothing else.
 fn bias_candidate(model: &TypedModel, node: &TypedNode) -> Option<BiasFold> {
-    let used = node
-        .outputs
-        .first()
-        .is_some_and(|o| !o.successors.is_empty())
-        || model.outputs.contains(&OutletId::new(node.id, 0));
-    if !used || !node.op_as::<TypedBinOp>()?.0.is::<Add>() || node.inputs.len() != 2 {
+    if !is_read(model, node.id)
+        || !node.op_as::<TypedBinOp>()?.0.is::<Add>()
+        || node.inputs.len() != 2
+    {
         return None;
     }
-    let konst = |o: OutletId| model.outlet_fact(o).ok()?.konst.clone();
+    let konst = |o: OutletId| model.outlet_fact(o).is_ok_and(|f| f.konst.is_some());
     let (activations, bias) = match (konst(node.inputs[0]), konst(node.inputs[1])) {
-        (None, Some(b)) => (node.inputs[0], b),
-        (Some(b), None) => (node.inputs[1], b),
+        (false, true) => (node.inputs[0], node.inputs[1]),
+        (true, false) => (node.inputs[1], node.inputs[0]),
         _ => return None,
     };
     let mut outlet = activations;
-    let sole = |o: OutletId| {
-        let n = model.node(o.node);
-        n.outputs.len() == 1 && n.outputs[0].successors.len() == 1
-    };
     let out = model.outlet_fact(OutletId::new(node.id, 0)).ok()?;
     let n = out.shape.last()?.to_usize().ok()?;
     let mut axis_ops = vec![];
     loop {
         let feeder = model.node(outlet.node);
-        if !sole(outlet) || model.outlet_fact(outlet).ok()?.shape.last()? != &n.to_dim() {
+        let sole = only_reader(model, outlet.node).is_some();
+        if !sole || model.outlet_fact(outlet).ok()?.shape.last()? != &n.to_dim() {
             return None;
         }
         if feeder.op_as::<Int8Linear>().is_some() {
@@ -108,17 +99,11 @@ fn bias_candidate(model: &TypedModel, node: &TypedNode) -> Option<BiasFold> {
     if lin.op_as::<Int8Linear>()?.bias.is_some() {
         return None;
     }
-    let along_channels = bias.datum_type() == f32::datum_type()
-        && bias.rank() >= 1
-        && bias.rank() <= out.rank()
-        && bias.shape().last() == Some(&n)
-        && bias.len() == n;
     // The bias does not widen the activations by broadcasting.
-    let same_shape = model.outlet_fact(activations).ok()?.shape == out.shape;
-    if !(along_channels && same_shape) {
+    if model.outlet_fact(activations).ok()?.shape != out.shape {
         return None;
     }
-    let bias = bias.into_tensor().into_shape(&[n]).ok()?;
+    let bias = channel_vector(model, bias, n, out.rank())?;
     axis_ops.reverse();
     Some(BiasFold {
         lin: lin.id,
@@ -155,6 +140,15 @@ pub fn fold_biases(model: &mut TypedModel) -> TractResult<usize> {
     Ok(folded)
 }
 
+/// `t · c` for an f32 tensor `t`.
+fn times(mut t: Tensor, c: f32) -> TractResult<Tensor> {
+    t.try_as_plain_ram_mut()?
+        .as_slice_mut::<f32>()?
+        .iter_mut()
+        .for_each(|v| *v *= c);
+    Ok(t)
+}
+
 /// Folds every constant scalar `Mul` after an [`Int8Linear`] into its scales (see the module doc);
 /// returns how many. The replaced nodes are left without successors, for the optimizer to drop.
 pub fn fold_output_scales(model: &mut TypedModel) -> TractResult<usize> {
@@ -167,20 +161,10 @@ pub fn fold_output_scales(model: &mut TypedModel) -> TractResult<usize> {
             .konst
             .clone()
             .context("checked")?;
-        let mut scaled = scales.into_tensor();
-        scaled
-            .try_as_plain_ram_mut()?
-            .as_slice_mut::<f32>()?
-            .iter_mut()
-            .for_each(|s| *s *= c);
+        let scaled = times(scales.into_tensor(), c)?;
         let mut op = op;
         if let Some(bias) = &op.bias {
-            let mut b = bias.as_ref().clone();
-            b.try_as_plain_ram_mut()?
-                .as_slice_mut::<f32>()?
-                .iter_mut()
-                .for_each(|v| *v *= c);
-            op.bias = Some(Arc::new(b));
+            op.bias = Some(Arc::new(times(bias.as_ref().clone(), c)?));
         }
         let name = node.name.clone();
         let mut patch = TypedModelPatch::new(format!("fold a scalar product into {name}"));
@@ -204,6 +188,7 @@ pub fn fold_output_scales(model: &mut TypedModel) -> TractResult<usize> {
 mod tests {
     use super::super::packed;
     use super::*;
+    use crate::rewrite::{assert_close, run_f32};
 
     /// `x [3, k] -> Int8Linear (panels, n outputs) -> Mul by c`, optionally with the product's
     /// output also used elsewhere.
@@ -255,12 +240,27 @@ mod tests {
         Ok(m)
     }
 
-    fn run(m: TypedModel, x: &Tensor) -> TractResult<Vec<f32>> {
-        let out = m
-            .into_optimized()?
-            .into_runnable()?
-            .run(tvec!(x.clone().into_tvalue()))?;
-        Ok(out[0].try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+    /// Runs the graph as it is and after `fold`, which must leave no `TypedBinOp` (the `Add`
+    /// and `Mul` folded), and checks the outputs agree within `rel`; returns the reference.
+    fn check_folded(
+        graph: impl Fn() -> TractResult<TypedModel>,
+        fold: impl Fn(&mut TypedModel) -> TractResult<()>,
+        x: &Tensor,
+        rel: f32,
+    ) -> TractResult<Vec<f32>> {
+        let reference = run_f32(graph()?, &[x])?;
+        let mut folded = graph()?;
+        fold(&mut folded)?;
+        let folded = folded.into_optimized()?;
+        assert!(
+            folded
+                .nodes
+                .iter()
+                .all(|n| n.op_as::<TypedBinOp>().is_none()),
+            "the Add and the Mul are gone"
+        );
+        assert_close(&reference, &run_f32(folded, &[x])?, rel);
+        Ok(reference)
     }
 
     #[test]
@@ -270,22 +270,12 @@ mod tests {
             .map(|i| ((i * 11 % 23) as f32 - 11.0) * 0.1)
             .collect();
         let x = Tensor::from_shape(&[3, k], &values)?;
-        let reference = run(graph(k, n, c, false)?, &x)?;
-        let mut folded = graph(k, n, c, false)?;
-        assert_eq!(fold_output_scales(&mut folded)?, 1);
-        let folded = folded.into_optimized()?;
-        assert!(
-            folded
-                .nodes
-                .iter()
-                .all(|n| n.op_as::<TypedBinOp>().is_none()),
-            "the Mul is gone"
-        );
-        let got = run(folded, &x)?;
+        let fold = |m: &mut TypedModel| {
+            assert_eq!(fold_output_scales(m)?, 1);
+            Ok(())
+        };
+        let reference = check_folded(|| graph(k, n, c, false), fold, &x, 1e-6)?;
         assert!(reference.iter().any(|v| v.abs() > 0.1));
-        for (a, b) in reference.iter().zip(&got) {
-            assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{a} vs {b}");
-        }
         // An output also used elsewhere keeps its product.
         let mut shared = graph(k, n, c, true)?;
         assert_eq!(fold_output_scales(&mut shared)?, 0);
@@ -299,22 +289,12 @@ mod tests {
             .map(|i| ((i * 5 % 17) as f32 - 8.0) * 0.2)
             .collect();
         let x = Tensor::from_shape(&[3, k], &values)?;
-        let reference = run(graph_with(k, n, c, false, true)?, &x)?;
-        let mut folded = graph_with(k, n, c, false, true)?;
-        assert_eq!(fold_biases(&mut folded)?, 1);
-        assert_eq!(fold_output_scales(&mut folded)?, 1);
-        let folded = folded.into_optimized()?;
-        assert!(
-            folded
-                .nodes
-                .iter()
-                .all(|n| n.op_as::<TypedBinOp>().is_none()),
-            "the Add and the Mul are gone"
-        );
-        let got = run(folded, &x)?;
-        for (a, b) in reference.iter().zip(&got) {
-            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
-        }
+        let fold = |m: &mut TypedModel| {
+            assert_eq!(fold_biases(m)?, 1);
+            assert_eq!(fold_output_scales(m)?, 1);
+            Ok(())
+        };
+        check_folded(|| graph_with(k, n, c, false, true), fold, &x, 1e-5)?;
         Ok(())
     }
 }
