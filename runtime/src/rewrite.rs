@@ -15,10 +15,13 @@ pub(crate) fn is_read(model: &TypedModel, id: usize) -> bool {
         || model.outputs.contains(&OutletId::new(id, 0))
 }
 
-/// The one node input that reads node `id`'s output, when it has one output, read by one input.
+/// The one node input that reads node `id`'s output, when it has one output, read by one input
+/// (and not also a model output).
 pub(crate) fn only_reader(model: &TypedModel, id: usize) -> Option<InletId> {
     let node = model.node(id);
-    let alone = node.outputs.len() == 1 && node.outputs[0].successors.len() == 1;
+    let alone = node.outputs.len() == 1
+        && node.outputs[0].successors.len() == 1
+        && !model.outputs.contains(&OutletId::new(id, 0));
     alone.then(|| node.outputs[0].successors[0])
 }
 
