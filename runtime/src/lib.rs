@@ -20,11 +20,13 @@
 //! Modules: [`format`](mod@format) (the file layout, a public contract), [`model`] (loading and requests),
 //! [`predictions`] (fixed-capacity results, softmax and top-k), [`text`] (mask spelling and
 //! decoding clean-up), [`graph`] (the tract NNEF dialect), [`architecture`] (the families),
-//! [`int8`] (the int8 operator and its kernels), and two rewrites the loader applies to the graphs
-//! it reads: [`norm`] (each LayerNorm as one operator) and [`gelu`] (the tanh GELU through tract's
-//! vectorized `tanh` where tract has no vectorized GELU).
+//! [`int8`] (the int8 operator and its kernels), and the rewrites the loader applies to the graphs
+//! it reads: [`norm`] (each LayerNorm as one operator), [`gelu`] (the tanh GELU through tract's
+//! vectorized `tanh` where tract has no vectorized GELU) and [`attention`] (scores, softmax and
+//! weighted sum as one operator, on x86 with AVX2 and FMA).
 
 pub mod architecture;
+pub mod attention;
 pub mod complete;
 pub mod error;
 pub mod format;
@@ -37,6 +39,7 @@ pub mod predictions;
 pub mod profile;
 mod rewrite;
 pub mod text;
+mod threads;
 
 pub use architecture::Architecture;
 pub use complete::{CompleteOptions, Completion, Suggestion, WordFilter, WordList};

@@ -155,6 +155,7 @@ impl Model {
             crate::int8::fold::fold_biases(&mut optimized).map_err(graph_err)?;
             crate::int8::fold::fold_output_scales(&mut optimized).map_err(graph_err)?;
             crate::norm::fuse_layer_norms(&mut optimized).map_err(graph_err)?;
+            crate::attention::fuse_attention(&mut optimized).map_err(graph_err)?;
             let mut optimized = optimized.into_compact().map_err(graph_err)?;
             optimized.optimize().map_err(graph_err)?;
             let plan =

@@ -31,16 +31,13 @@ pub mod wide;
 
 use std::cell::RefCell;
 
+use crate::threads::PARALLEL_MIN_MACS;
 use tract_core::internal::*;
-use tract_linalg::multithread::{current_tract_executor, Executor};
 use tract_nnef::internal::*;
 use tract_nnef::ser::{invocation, numeric, string};
 
 /// NNEF name of [`Int8Linear`].
 pub const NNEF_NAME: &str = "bertling_linear_i8";
-
-/// Below this many multiply-adds a product runs on one thread even with a thread pool.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// How an [`Int8Linear`] weight's codes are laid out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -222,13 +219,6 @@ struct Scratch {
     scales: Vec<f32>,
 }
 
-/// A raw output pointer that threads write disjoint columns through.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32, usize);
-// SAFETY: each task writes a disjoint set of columns of the output.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 impl EvalOp for Int8Linear {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         self.compute(inputs)
@@ -362,33 +352,9 @@ impl Int8Linear {
                 }
             }
         };
-        let pool = match current_tract_executor() {
-            #[allow(unreachable_patterns)]
-            Executor::MultiThread(pool) if rows * n * k >= PARALLEL_MIN_MACS => Some(pool),
-            _ => None,
-        };
-        let Some(pool) = pool else {
-            return part((0, units), y);
-        };
-        let threads = pool.current_num_threads().max(1);
-        let per = units.div_ceil(threads);
-        let ptr = OutPtr(y.as_mut_ptr(), y.len());
-        pool.scope(|s| {
-            for t in 0..threads {
-                let (u0, u1) = ((t * per).min(units), ((t + 1) * per).min(units));
-                if u0 == u1 {
-                    continue;
-                }
-                let part = &part;
-                s.spawn(move |_| {
-                    let ptr = ptr;
-                    // SAFETY: the tasks write disjoint column ranges of `y`, which outlives the
-                    // scope.
-                    let y = unsafe { std::slice::from_raw_parts_mut(ptr.0, ptr.1) };
-                    part((u0, u1), y);
-                });
-            }
-        });
+        // SAFETY: each range of units writes its own columns of `y` (panels of 8 channels, or
+        // blocks of 4 rows of weights), in every row.
+        unsafe { crate::threads::split(units, rows * n * k >= PARALLEL_MIN_MACS, y, part) };
     }
 }
 
@@ -569,6 +535,7 @@ pub(crate) fn lcg(seed: &mut u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_linalg::multithread::Executor;
 
     /// A graph of one `Int8Linear` written to NNEF and read back, with the operator's attributes
     /// removed from the text when `strip` (what a format 2 file holds).
