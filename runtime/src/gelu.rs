@@ -14,6 +14,7 @@ use tract_core::internal::*;
 use tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
 use tract_core::ops::nn::gelu_approximate::GeluApproximate;
 use tract_linalg::element_wise::ElementWise;
+use tract_linalg::multithread::par_chunks_mut;
 use tract_linalg::Func;
 
 /// `√(2/π)`.
@@ -32,8 +33,15 @@ impl ElementWiseMiniOp for TanhGelu {
     }
 
     fn eval_in_place(&self, t: &mut Tensor, _out_dt: Option<DatumType>) -> TractResult<()> {
+        // Rows of the last axis split between the request's threads when there are many.
+        let row = t.shape().last().copied().unwrap_or(1).max(1);
         let mut view = t.try_as_plain_ram_mut()?;
-        gelu_tanh(view.as_slice_mut::<f32>()?)
+        let xs = view.as_slice_mut::<f32>()?;
+        if xs.len() % row != 0 {
+            return gelu_tanh(xs);
+        }
+        let len = xs.len();
+        par_chunks_mut(xs, row, len, |_, rows| gelu_tanh(rows))
     }
 
     fn eval_out_of_place(&self, t: &Tensor, _out_dt: Option<DatumType>) -> TractResult<Tensor> {
@@ -173,6 +181,27 @@ mod tests {
     fn exact(v: f32) -> f64 {
         let v = v as f64;
         0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
+    }
+
+    #[test]
+    fn a_thread_pool_gives_the_same_values() -> TractResult<()> {
+        use tract_linalg::multithread::{multithread_tract_scope, Executor};
+        // 128 rows of 3072 (an FFN's activations at 128 tokens): split between threads.
+        let values: Vec<f32> = (0..128 * 3072)
+            .map(|i| ((i * 7919 % 4001) as f32 - 2000.0) / 400.0)
+            .collect();
+        let mut one = Tensor::from_shape(&[128, 3072], &values)?;
+        let mut two = one.clone();
+        TanhGelu.eval_in_place(&mut one, None)?;
+        multithread_tract_scope(Executor::multithread(2), || {
+            TanhGelu.eval_in_place(&mut two, None)
+        })?;
+        let (one, two) = (one.try_as_plain_ram()?, two.try_as_plain_ram()?);
+        assert_eq!(one.as_slice::<f32>()?, two.as_slice::<f32>()?);
+        let mut want = values.clone();
+        gelu_tanh(&mut want)?;
+        assert_eq!(one.as_slice::<f32>()?, &want[..]);
+        Ok(())
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tract_core::internal::*;
 use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_core::ops::math::{Add, Mul, Sub};
 use tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
+use tract_linalg::multithread::par_chunks_mut;
 
 use crate::rewrite::{channel_vector, is_read, only_reader, scalar_const};
 
@@ -92,14 +93,18 @@ impl LayerNorm {
         let shape: TVec<usize> = t.shape().into();
         let mut view = t.try_as_plain_ram_mut()?;
         let data = view.as_slice_mut::<f32>()?;
-        if let Some(other) = inputs.next() {
-            ensure!(
-                other.shape() == &*shape,
-                "LayerNorm: the summed inputs differ in shape"
-            );
-            let other = other.try_as_plain_ram()?;
-            rows::add(data, other.as_slice::<f32>()?);
-        }
+        let other = inputs.next();
+        let other = match &other {
+            Some(other) => {
+                ensure!(
+                    other.shape() == &*shape,
+                    "LayerNorm: the summed inputs differ in shape"
+                );
+                Some(other.try_as_plain_ram()?)
+            }
+            None => None,
+        };
+        let other = other.as_ref().map(|o| o.as_slice::<f32>()).transpose()?;
         if len > 0 {
             let (inv_len, eps) = (f32::from_bits(self.inv_len), f32::from_bits(self.eps));
             let affine = match &self.affine {
@@ -114,9 +119,18 @@ impl LayerNorm {
                 }
                 None => None,
             };
-            for row in data.chunks_exact_mut(len) {
-                rows::normalize(row, inv_len, eps, affine);
-            }
+            // Rows split between the request's threads when there are many (each row's
+            // arithmetic is the same either way).
+            let reads = data.len() * (1 + other.is_some() as usize);
+            par_chunks_mut(data, len, reads, |first, chunk| {
+                if let Some(other) = other {
+                    rows::add(chunk, &other[first * len..][..chunk.len()]);
+                }
+                for row in chunk.chunks_exact_mut(len) {
+                    rows::normalize(row, inv_len, eps, affine);
+                }
+                Ok(())
+            })?;
         }
         Ok(tvec!(t.into_tvalue()))
     }
@@ -375,6 +389,56 @@ mod tests {
         let out = m.wire_node("res", add(), &[y, x])?;
         m.select_output_outlets(&out)?;
         Ok(m)
+    }
+
+    #[test]
+    fn a_thread_pool_gives_the_same_values() -> TractResult<()> {
+        use tract_linalg::multithread::{multithread_tract_scope, Executor};
+        // 128 rows of 768, summed with a residual, then γ and β: split between threads.
+        let h = 768;
+        let value = |i: usize| ((i * 7919 % 211) as f32 - 100.0) * 0.03;
+        let t = |seed: usize| {
+            Tensor::from_shape(
+                &[128, h],
+                &(0..128 * h).map(|i| value(i + seed)).collect::<Vec<_>>(),
+            )
+        };
+        let op = LayerNorm::new(1.0 / h as f32, 1e-12).with_affine(
+            Tensor::from_shape(
+                &[h],
+                &(0..h).map(|i| 1.0 + value(i) * 0.1).collect::<Vec<_>>(),
+            )?,
+            Tensor::from_shape(&[h], &(0..h).map(value).collect::<Vec<_>>())?,
+        );
+        let inputs =
+            || -> TractResult<TVec<TValue>> { Ok(tvec!(t(0)?.into_tvalue(), t(5)?.into_tvalue())) };
+        let one = op.compute(inputs()?)?;
+        let two = multithread_tract_scope(Executor::multithread(2), || op.compute(inputs()?))?;
+        assert_eq!(
+            one[0].try_as_plain_ram()?.as_slice::<f32>()?,
+            two[0].try_as_plain_ram()?.as_slice::<f32>()?
+        );
+        // And the rows are those of the single-threaded loop on the summed rows.
+        let (a, b) = (t(0)?, t(5)?);
+        let (a, b) = (a.try_as_plain_ram()?, b.try_as_plain_ram()?);
+        let mut want: Vec<f32> = a
+            .as_slice::<f32>()?
+            .iter()
+            .zip(b.as_slice::<f32>()?)
+            .map(|(x, y)| x + y)
+            .collect();
+        let (g, bt) = op.affine.as_ref().unwrap();
+        let (g, bt) = (g.try_as_plain_ram()?, bt.try_as_plain_ram()?);
+        for row in want.chunks_exact_mut(h) {
+            rows::normalize(
+                row,
+                1.0 / h as f32,
+                1e-12,
+                Some((g.as_slice::<f32>()?, bt.as_slice::<f32>()?)),
+            );
+        }
+        assert_eq!(one[0].try_as_plain_ram()?.as_slice::<f32>()?, &want[..]);
+        Ok(())
     }
 
     fn run(m: TypedModel, x: &Tensor) -> TractResult<Vec<f32>> {
