@@ -65,6 +65,8 @@ fn parse_u8(text: &str) -> Result<u8, String> {
 }
 
 fn main() -> Result<()> {
+    // Keep each request's freed tensors for the next instead of page-faulting them back in.
+    bertling::memory::retain_freed_memory();
     let args = Args::parse();
     let modes = [
         args.serial.is_some(),

@@ -18,6 +18,8 @@
 //! Text completion (whole-word suggestions while typing) is [`Model::complete`], in [`complete`].
 //!
 //! Modules: [`format`](mod@format) (the file layout, a public contract), [`model`] (loading and requests),
+//! [`memory`] (keeping a request's freed tensors for the next: bertling's binaries call
+//! [`memory::retain_freed_memory`] at startup; library users choose for their process),
 //! [`predictions`] (fixed-capacity results, softmax and top-k), [`text`] (mask spelling and
 //! decoding clean-up), [`graph`] (the tract NNEF dialect), [`architecture`] (the families),
 //! [`int8`] (the int8 operator and its kernels), and the rewrites the loader applies to the graphs
@@ -33,6 +35,7 @@ pub mod format;
 pub mod gelu;
 pub mod graph;
 pub mod int8;
+pub mod memory;
 pub mod model;
 pub mod norm;
 pub mod predictions;
