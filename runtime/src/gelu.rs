@@ -187,7 +187,7 @@ mod tests {
     fn a_thread_pool_gives_the_same_values() -> TractResult<()> {
         use tract_linalg::multithread::{multithread_tract_scope, Executor};
         // 128 rows of 3072 (an FFN's activations at 128 tokens): split between threads.
-        let values: Vec<f32> = (0..128 * 3072)
+        let values: Vec<f32> = (0..128 * 3072usize)
             .map(|i| ((i * 7919 % 4001) as f32 - 2000.0) / 400.0)
             .collect();
         let mut one = Tensor::from_shape(&[128, 3072], &values)?;
