@@ -219,8 +219,8 @@ mod heads {
         s: &mut [f32],
     ) {
         let Dims { sq, sk, h, d, dv } = dims;
+        let s = &mut s[..sk];
         for head in h0..h1 {
-            let s = &mut s[..sk];
             for i in 0..sq {
                 let qi = &q[(i * h + head) * d..][..d];
                 for (j, s) in s.iter_mut().enumerate() {
