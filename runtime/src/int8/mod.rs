@@ -256,10 +256,33 @@ impl Int8Linear {
             st.len()
         );
         let rows = x.len().checked_div(k).unwrap_or(0);
+        let bias = match &self.bias {
+            Some(b) => Some(b.try_as_plain_ram()?),
+            None => None,
+        };
+        let bias = match &bias {
+            Some(b) => {
+                let b = b.as_slice::<f32>()?;
+                ensure!(
+                    b.len() == n,
+                    "Int8Linear: bias of {} for {n} channels",
+                    b.len()
+                );
+                Some(b)
+            }
+            None => None,
+        };
         let mut shape: TVec<usize> = xt.shape().into();
         *shape.last_mut().unwrap() = n;
-        let mut out = if k == 0 {
-            Tensor::zero::<f32>(&shape)?
+        let out = if k == 0 {
+            let mut out = Tensor::zero::<f32>(&shape)?;
+            if let Some(bias) = bias {
+                let mut view = out.try_as_plain_ram_mut()?;
+                for row in view.as_slice_mut::<f32>()?.chunks_exact_mut(n.max(1)) {
+                    row.copy_from_slice(bias);
+                }
+            }
+            out
         } else {
             // SAFETY: f32 has no invalid bit patterns, and the kernels write every element below
             // (all rows, every column range) before anyone reads it.
@@ -268,36 +291,23 @@ impl Int8Linear {
                 let mut view = out.try_as_plain_ram_mut()?;
                 let y = view.as_slice_mut::<f32>()?;
                 SCRATCH.with_borrow_mut(|scratch| {
-                    self.run(scratch, x, (w, scales, sums), (rows, n, k), y)
+                    self.run(scratch, x, (w, scales, sums), bias, (rows, n, k), y)
                 });
             }
             out
         };
-        if let Some(bias) = &self.bias {
-            let bias = bias.try_as_plain_ram()?;
-            let bias = bias.as_slice::<f32>()?;
-            ensure!(
-                bias.len() == n,
-                "Int8Linear: bias of {} for {n} channels",
-                bias.len()
-            );
-            let mut view = out.try_as_plain_ram_mut()?;
-            for row in view.as_slice_mut::<f32>()?.chunks_exact_mut(n.max(1)) {
-                for (y, b) in row.iter_mut().zip(bias) {
-                    *y += b;
-                }
-            }
-        }
         Ok(tvec!(out.into_tvalue()))
     }
 
     /// Quantizes `x` into the scratch codes and runs the kernel, on the thread pool when there is
-    /// one and the product is large enough.
+    /// one and the product is large enough; each thread adds the bias to the columns it wrote
+    /// while they are still in its cache.
     fn run(
         &self,
         scratch: &mut Scratch,
         x: &[f32],
         (w, scales, sums): (&[i8], &[f32], &[i32]),
+        bias: Option<&[f32]>,
         (rows, n, k): (usize, usize, usize),
         y: &mut [f32],
     ) {
@@ -335,20 +345,32 @@ impl Int8Linear {
             &scratch.i16[..],
             &scratch.scales[..],
         );
-        // Units u0..u1 into the output behind `ptr`.
-        let part = |(u0, u1): (usize, usize), y: &mut [f32]| match self.layout {
-            Layout::Panels if grouped => {
-                a7::gemm(cu8, xs, w, scales, sums, k, n, rows, (u0, u1), y, n)
+        // The columns units u0..u1 own.
+        let per_unit = match self.layout {
+            Layout::Panels => packed::PANEL,
+            Layout::Rows => 4,
+        };
+        let columns = |(u0, u1): (usize, usize)| ((u0 * per_unit).min(n), (u1 * per_unit).min(n));
+        // Units u0..u1 into the output behind `ptr`, then their bias.
+        let part = |(u0, u1): (usize, usize), y: &mut [f32]| {
+            match self.layout {
+                Layout::Panels if grouped => {
+                    a7::gemm(cu8, xs, w, scales, sums, k, n, rows, (u0, u1), y, n)
+                }
+                Layout::Panels => {
+                    packed::gemm(c16, xs, self.act_max, w, scales, k, n, rows, (u0, u1), y, n)
+                }
+                Layout::Rows if narrow => {
+                    kernel::gemm_i8(c8, xs, w, scales, k, rows, columns((u0, u1)), y, n)
+                }
+                Layout::Rows => wide::gemm(c16, xs, w, scales, k, rows, columns((u0, u1)), y, n),
             }
-            Layout::Panels => {
-                packed::gemm(c16, xs, self.act_max, w, scales, k, n, rows, (u0, u1), y, n)
-            }
-            Layout::Rows => {
-                let cols = ((u0 * 4).min(n), (u1 * 4).min(n));
-                if narrow {
-                    kernel::gemm_i8(c8, xs, w, scales, k, rows, cols, y, n)
-                } else {
-                    wide::gemm(c16, xs, w, scales, k, rows, cols, y, n)
+            if let (Some(bias), true) = (bias, n > 0) {
+                let (c0, c1) = columns((u0, u1));
+                for row in y[..rows * n].chunks_exact_mut(n) {
+                    for (y, b) in row[c0..c1].iter_mut().zip(&bias[c0..c1]) {
+                        *y += b;
+                    }
                 }
             }
         };
@@ -606,9 +628,9 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_pool_gives_the_same_outputs() -> TractResult<()> {
-        // Large enough to be split between threads (by panels of output channels), with a last
-        // panel only partly used.
+    fn a_thread_pool_gives_the_same_outputs_and_adds_the_bias_once() -> TractResult<()> {
+        // Large enough to be split between threads (by panels of output channels, or blocks of 4
+        // rows of row-major weights), with a last panel only partly used.
         let (rows, k, n) = (37, 200, 300);
         assert!(rows * k * n >= PARALLEL_MIN_MACS);
         let mut seed = 7u64;
@@ -616,36 +638,67 @@ mod tests {
         let x: Vec<f32> = (0..rows * k).map(|_| value()).collect();
         let w: Vec<f32> = (0..n * k).map(|_| value()).collect();
         let (codes, scales) = packed::quantize_weight(&w, n, k, |s| s);
-        for grouped in [false, true] {
-            let op = Int8Linear {
-                layout: Layout::Panels,
+        let bias: Vec<f32> = (0..n).map(|_| value()).collect();
+        let bias = Arc::new(Tensor::from_shape(&[n], &bias)?);
+        let rows_w: Vec<i8> = (0..n * k).map(|i| (i * 37 % 255) as i8).collect();
+        let rows_s: Vec<f32> = (0..n).map(|i| 1.0 / (1 + i % 7) as f32).collect();
+        // Panels with 12-bit and grouped 7-bit activations, and row-major weights; without and
+        // with a folded bias.
+        for (layout, grouped) in [
+            (Layout::Panels, false),
+            (Layout::Panels, true),
+            (Layout::Rows, false),
+        ] {
+            let mut op = Int8Linear {
+                layout,
                 act_max: if grouped { a7::ACT_MAX } else { 2047 },
-                channels: n,
+                channels: if layout == Layout::Panels { n } else { 0 },
                 act_group: if grouped { a7::ACT_GROUP } else { 0 },
                 bias: None,
             };
             let kp = packed::padded_k(k);
             let inputs = || -> TractResult<TVec<TValue>> {
-                Ok(tvec!(
-                    Tensor::from_shape(&[rows, k], &x)?.into_tvalue(),
-                    Tensor::from_shape(&[packed::panels(n), kp / 4, 32], &codes)?.into_tvalue(),
-                    Tensor::from_shape(
-                        &[packed::panels(n), packed::scale_groups(k), packed::PANEL],
-                        &scales
-                    )?
-                    .into_tvalue(),
-                ))
+                let x = Tensor::from_shape(&[rows, k], &x)?.into_tvalue();
+                Ok(match layout {
+                    Layout::Panels => tvec!(
+                        x,
+                        Tensor::from_shape(&[packed::panels(n), kp / 4, 32], &codes)?.into_tvalue(),
+                        Tensor::from_shape(
+                            &[packed::panels(n), packed::scale_groups(k), packed::PANEL],
+                            &scales
+                        )?
+                        .into_tvalue(),
+                    ),
+                    Layout::Rows => tvec!(
+                        x,
+                        Tensor::from_shape(&[n, k], &rows_w)?.into_tvalue(),
+                        Tensor::from_shape(&[n], &rows_s)?.into_tvalue(),
+                    ),
+                })
             };
-            let one = op.compute(inputs()?)?;
-            let pool = Executor::multithread(2);
-            let two =
-                tract_linalg::multithread::multithread_tract_scope(pool, || op.compute(inputs()?))?;
-            assert_eq!(one[0].shape(), &[rows, n]);
-            assert_eq!(
-                one[0].try_as_plain_ram()?.as_slice::<f32>()?,
-                two[0].try_as_plain_ram()?.as_slice::<f32>()?,
-                "grouped: {grouped}"
-            );
+            let plain = op.compute(inputs()?)?;
+            let plain = plain[0].try_as_plain_ram()?;
+            let plain = plain.as_slice::<f32>()?;
+            for with_bias in [false, true] {
+                op.bias = with_bias.then(|| bias.clone());
+                let one = op.compute(inputs()?)?;
+                let pool = Executor::multithread(2);
+                let two = tract_linalg::multithread::multithread_tract_scope(pool, || {
+                    op.compute(inputs()?)
+                })?;
+                assert_eq!(one[0].shape(), &[rows, n]);
+                let one = one[0].try_as_plain_ram()?;
+                let one = one.as_slice::<f32>()?;
+                let what = format!("{layout:?}, grouped: {grouped}, bias: {with_bias}");
+                assert_eq!(one, two[0].try_as_plain_ram()?.as_slice::<f32>()?, "{what}");
+                // The bias is added once to every output, after the product.
+                let b = bias.try_as_plain_ram()?;
+                let b = b.as_slice::<f32>()?;
+                for (i, (got, p)) in one.iter().zip(plain).enumerate() {
+                    let want = if with_bias { p + b[i % n] } else { *p };
+                    assert_eq!(got.to_bits(), want.to_bits(), "{what}, element {i}");
+                }
+            }
         }
         Ok(())
     }
