@@ -24,6 +24,14 @@ pub enum Error {
     /// tract could not load or plan the stored graph.
     #[error("the model graph could not be loaded: {0}")]
     Graph(String),
+    /// The operating system would not start the threads a request runs on.
+    #[error("cannot start {threads} threads for requests: {source}")]
+    Threads {
+        /// The threads asked for ([`crate::LoadOptions::threads`]).
+        threads: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The tokenizer failed.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),

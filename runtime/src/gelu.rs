@@ -14,7 +14,6 @@ use tract_core::internal::*;
 use tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
 use tract_core::ops::nn::gelu_approximate::GeluApproximate;
 use tract_linalg::element_wise::ElementWise;
-use tract_linalg::multithread::par_chunks_mut;
 use tract_linalg::Func;
 
 /// `√(2/π)`.
@@ -37,8 +36,7 @@ impl ElementWiseMiniOp for TanhGelu {
         let row = t.shape().last().copied().unwrap_or(1).max(1);
         let mut view = t.try_as_plain_ram_mut()?;
         let xs = view.as_slice_mut::<f32>()?;
-        let len = xs.len();
-        par_chunks_mut(xs, row, len, |_, rows| gelu_tanh(rows))
+        crate::threads::par_rows(xs, row, |_, rows| gelu_tanh(rows))
     }
 
     fn eval_out_of_place(&self, t: &Tensor, _out_dt: Option<DatumType>) -> TractResult<Tensor> {

@@ -53,6 +53,8 @@ pub struct Model {
     lexicon: crate::complete::Lexicon,
     /// The thread pool of [`LoadOptions::threads`] > 1, which requests run on.
     executor: Option<Executor>,
+    /// The helper threads bertling's own operators split their work with (`crate::threads`).
+    team: Option<Arc<crate::threads::Team>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -141,6 +143,13 @@ impl Model {
         check_tokenizer(&manifest, &tokenizer)?;
 
         let executor = (options.threads > 1).then(|| Executor::multithread(options.threads));
+        let team = match options.threads {
+            0 | 1 => None,
+            threads => Some(Arc::new(
+                crate::threads::Team::new(threads)
+                    .map_err(|source| Error::Threads { threads, source })?,
+            )),
+        };
         let run_options = RunOptions {
             executor: executor.clone(),
             ..RunOptions::default()
@@ -210,6 +219,7 @@ impl Model {
             head_input_shape,
             positions: Vec::with_capacity(MAX_MASKS),
             executor,
+            team,
             manifest,
             tokenizer,
             state,
@@ -379,7 +389,13 @@ impl Model {
     /// waiting (~5% of a 2-thread request at ALBERT-base seq 128, ~10% at seq 16).
     fn forward(&mut self, n: usize, mask_id: u32) -> Result<()> {
         match self.executor.clone() {
-            Some(Executor::MultiThread(pool)) => pool.install(|| self.forward_here(n, mask_id)),
+            Some(Executor::MultiThread(pool)) => {
+                let team = self.team.clone();
+                pool.install(|| match team {
+                    Some(team) => team.install(|| self.forward_here(n, mask_id)),
+                    None => self.forward_here(n, mask_id),
+                })
+            }
             _ => self.forward_here(n, mask_id),
         }
     }

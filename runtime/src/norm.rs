@@ -18,7 +18,6 @@ use tract_core::internal::*;
 use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_core::ops::math::{Add, Mul, Sub};
 use tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
-use tract_linalg::multithread::par_chunks_mut;
 
 use crate::rewrite::{channel_vector, is_read, only_reader, scalar_const};
 
@@ -121,8 +120,7 @@ impl LayerNorm {
             };
             // Rows split between the request's threads when there are many (each row's
             // arithmetic is the same either way).
-            let reads = data.len() * (1 + other.is_some() as usize);
-            par_chunks_mut(data, len, reads, |first, chunk| {
+            crate::threads::par_rows(data, len, |first, chunk| {
                 if let Some(other) = other {
                     rows::add(chunk, &other[first * len..][..chunk.len()]);
                 }

@@ -1,8 +1,29 @@
-//! Splitting one operator's work across the thread pool a request runs on
+//! Splitting one operator's work across the threads a request runs on
 //! ([`crate::LoadOptions::threads`]): [`crate::int8::Int8Linear`] splits its output channels,
-//! [`crate::attention::Attention`] its heads.
+//! [`crate::attention::Attention`] its heads, LayerNorm and the GELU their rows.
+//!
+//! A model with more than one thread owns a [`Team`]: helper threads that, once woken by a
+//! request, **spin** between its parallel parts instead of sleeping, and go to sleep after
+//! [`SPIN`] without work. A request runs a few hundred parallel parts (every product, attention,
+//! norm), each a few tens of microseconds at short inputs; waking a sleeping thread for each (what
+//! a rayon pool does once its threads have gone idle) costs about as much again on a VM's vCPUs.
+//! onnxruntime's pool spins the same way. Outside a team (tests, library users running tract's
+//! executor), the parts go to tract's current executor.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
 
 use tract_linalg::multithread::{current_tract_executor, Executor};
+
+/// How long a helper spins for the next part before it goes to sleep.
+pub const SPIN: Duration = Duration::from_millis(2);
+
+/// Below this many elements LayerNorm and the GELU run on one thread (tract's own threshold).
+pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 32768;
 
 /// Below this many multiply-adds an operator runs on one thread even with a thread pool.
 pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 20;
@@ -13,6 +34,19 @@ struct OutPtr(*mut f32, usize);
 // SAFETY: each task writes a disjoint set of elements of the output (`split`'s contract).
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Elements `from..from + len` of the output.
+    ///
+    /// # Safety
+    /// The output must still be alive and the range within it, and no other thread may access
+    /// these elements meanwhile.
+    unsafe fn slice<'a>(&self, from: usize, len: usize) -> &'a mut [f32] {
+        debug_assert!(from + len <= self.1);
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(from), len) }
+    }
+}
 
 /// Runs `part((u0, u1), out)` for units `0..units`: in contiguous ranges, one per thread of the
 /// current tract executor, when there is a pool and `parallel`; else once, on the calling thread,
@@ -27,6 +61,23 @@ pub(crate) unsafe fn split(
     out: &mut [f32],
     part: impl Fn((usize, usize), &mut [f32]) + Sync,
 ) {
+    if parallel {
+        if let Some(team) = Team::current() {
+            let threads = team.threads();
+            let per = units.div_ceil(threads);
+            let ptr = OutPtr(out.as_mut_ptr(), out.len());
+            team.run(&|t| {
+                let (u0, u1) = ((t * per).min(units), ((t + 1) * per).min(units));
+                if u0 < u1 {
+                    // SAFETY: `out` outlives the run; the caller guarantees the ranges write
+                    // disjoint elements.
+                    let out = unsafe { ptr.slice(0, ptr.1) };
+                    part((u0, u1), out);
+                }
+            });
+            return;
+        }
+    }
     let pool = match current_tract_executor() {
         #[allow(unreachable_patterns)]
         Executor::MultiThread(pool) if parallel => Some(pool),
@@ -54,4 +105,343 @@ pub(crate) unsafe fn split(
             });
         }
     });
+}
+
+/// Runs `f(first_row, rows)` over `data` cut into whole rows of `row_len`: split between the
+/// current [`Team`]'s threads (or tract's executor) when `data` holds at least
+/// [`PARALLEL_MIN_ELEMENTS`] and two rows, else once.
+pub(crate) fn par_rows(
+    data: &mut [f32],
+    row_len: usize,
+    f: impl Fn(usize, &mut [f32]) -> tract_core::internal::TractResult<()> + Sync + Send,
+) -> tract_core::internal::TractResult<()> {
+    let n_rows = data.len().checked_div(row_len).unwrap_or(0);
+    if let (Some(team), true) = (
+        Team::current(),
+        n_rows >= 2 && data.len() >= PARALLEL_MIN_ELEMENTS,
+    ) {
+        let threads = team.threads();
+        let per = n_rows.div_ceil(threads);
+        let ptr = OutPtr(data.as_mut_ptr(), data.len());
+        let failed = Mutex::new(None);
+        team.run(&|t| {
+            let (r0, r1) = ((t * per).min(n_rows), ((t + 1) * per).min(n_rows));
+            if r0 < r1 {
+                // SAFETY: the rows r0..r1 of `data` are this part's alone, and `data` outlives
+                // the run.
+                let rows = unsafe { ptr.slice(r0 * row_len, (r1 - r0) * row_len) };
+                if let Err(e) = f(r0, rows) {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            }
+        });
+        return match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+    }
+    tract_linalg::multithread::par_chunks_mut(data, row_len.max(1), data.len(), f)
+}
+
+/// A job the team runs: `f(part)` for every part, `0` on the calling thread.
+#[derive(Clone, Copy)]
+struct Job(*const (dyn Fn(usize) + Sync + 'static));
+// SAFETY: the closure is `Sync`, and [`Team::run`] keeps it alive until every helper is done.
+unsafe impl Send for Job {}
+
+struct Shared {
+    /// Bumped once per job; helpers wait for it to change.
+    generation: AtomicU64,
+    job: Mutex<Option<Job>>,
+    /// Helpers done with the current job.
+    done: AtomicUsize,
+    /// Whether a helper's part panicked during the current job.
+    panicked: AtomicBool,
+    /// Per helper: asleep (or about to be), so the next job must wake it.
+    parked: Vec<AtomicBool>,
+    quit: AtomicBool,
+}
+
+/// Helper threads for one model's requests (module doc): `threads - 1` of them, the calling
+/// thread being the first. Dropping it stops and joins them.
+pub struct Team {
+    shared: Arc<Shared>,
+    helpers: Vec<(Thread, JoinHandle<()>)>,
+    /// Whether a job is running (a part that splits again runs that split on its own thread).
+    busy: AtomicBool,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
+}
+
+impl Team {
+    /// Starts `threads - 1` helper threads (none for 0 or 1).
+    pub fn new(threads: usize) -> std::io::Result<Team> {
+        let n = threads.max(1) - 1;
+        let shared = Arc::new(Shared {
+            generation: AtomicU64::new(0),
+            job: Mutex::new(None),
+            done: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            parked: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            quit: AtomicBool::new(false),
+        });
+        let mut helpers = Vec::with_capacity(n);
+        for i in 0..n {
+            let shared = shared.clone();
+            let handle = thread::Builder::new()
+                .name(format!("bertling-{}", i + 1))
+                .spawn(move || helper(&shared, i))?;
+            helpers.push((handle.thread().clone(), handle));
+        }
+        Ok(Team {
+            shared,
+            helpers,
+            busy: AtomicBool::new(false),
+        })
+    }
+
+    /// The number of threads parts run on (helpers and the caller).
+    pub fn threads(&self) -> usize {
+        self.helpers.len() + 1
+    }
+
+    /// Runs `f` with this team as the calling thread's [`Team::current`].
+    pub fn install<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Restore(*const Team);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CURRENT.set(self.0);
+            }
+        }
+        let _restore = Restore(CURRENT.replace(self));
+        f()
+    }
+
+    /// The team [`Team::install`]ed on this thread, if any.
+    pub fn current<'a>() -> Option<&'a Team> {
+        let ptr = CURRENT.get();
+        // SAFETY: `install` sets the pointer only while it borrows the team, and restores the
+        // previous one when it returns (or unwinds).
+        unsafe { ptr.as_ref() }
+    }
+
+    /// Runs `f(part)` for `part` in `0..self.threads()`: part 0 on the calling thread, the others
+    /// on the helpers, and returns when all are done. A panic in any part is resumed here, after
+    /// every part has finished. Called while a job runs (a part splitting again), it runs every
+    /// part on the calling thread.
+    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        if self.helpers.is_empty() || self.busy.swap(true, SeqCst) {
+            for part in 0..self.threads() {
+                f(part);
+            }
+            return;
+        }
+        let sh = &*self.shared;
+        // SAFETY: only the lifetime is erased; the helpers drop their copy of the pointer
+        // before they count themselves done, and this function waits for that below.
+        let job = Job(unsafe {
+            std::mem::transmute::<
+                *const (dyn Fn(usize) + Sync + '_),
+                *const (dyn Fn(usize) + Sync + 'static),
+            >(f)
+        });
+        *sh.job.lock().unwrap_or_else(|p| p.into_inner()) = Some(job);
+        sh.done.store(0, SeqCst);
+        sh.panicked.store(false, SeqCst);
+        sh.generation.fetch_add(1, SeqCst);
+        for ((thread, _), parked) in self.helpers.iter().zip(&sh.parked) {
+            if parked.load(SeqCst) {
+                thread.unpark();
+            }
+        }
+        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
+        while sh.done.load(SeqCst) < self.helpers.len() {
+            std::hint::spin_loop();
+        }
+        *sh.job.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.busy.store(false, SeqCst);
+        if let Err(p) = mine {
+            resume_unwind(p);
+        }
+        if sh.panicked.load(SeqCst) {
+            panic!("a bertling helper thread panicked");
+        }
+    }
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        self.shared.quit.store(true, SeqCst);
+        for (thread, handle) in self.helpers.drain(..) {
+            thread.unpark();
+            let _ = handle.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Team {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Team")
+            .field("threads", &self.threads())
+            .finish()
+    }
+}
+
+/// Helper `i`'s loop: wait for a new generation (spinning up to [`SPIN`], then asleep), run part
+/// `i + 1` of its job, count itself done.
+fn helper(sh: &Shared, i: usize) {
+    // The generation the team started with (not a fresh load: a job may already be published
+    // when this thread first runs).
+    let mut seen = 0;
+    loop {
+        let mut since = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            if sh.quit.load(SeqCst) {
+                return;
+            }
+            let g = sh.generation.load(SeqCst);
+            if g != seen {
+                seen = g;
+                break;
+            }
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(256) && since.elapsed() >= SPIN {
+                sh.parked[i].store(true, SeqCst);
+                // A job published after the flag was set unparks this thread; one published
+                // before it is seen here.
+                if sh.generation.load(SeqCst) == seen && !sh.quit.load(SeqCst) {
+                    thread::park();
+                }
+                sh.parked[i].store(false, SeqCst);
+                since = Instant::now();
+            }
+        }
+        let job = *sh.job.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(Job(f)) = job {
+            // SAFETY: `Team::run` keeps the closure alive until this helper counts itself done.
+            let f = unsafe { &*f };
+            if catch_unwind(AssertUnwindSafe(|| f(i + 1))).is_err() {
+                sh.panicked.store(true, SeqCst);
+            }
+        }
+        sh.done.fetch_add(1, SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_team_runs_every_part_once_each_time() {
+        for threads in [1, 2, 3] {
+            let team = Team::new(threads).unwrap();
+            assert_eq!(team.threads(), threads);
+            for _ in 0..1000 {
+                let hits: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+                team.run(&|part| {
+                    hits[part].fetch_add(1, Ordering::SeqCst);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn helpers_wake_up_after_sleeping() {
+        let team = Team::new(2).unwrap();
+        for _ in 0..3 {
+            // Longer than SPIN: the helper has gone to sleep and must be woken.
+            thread::sleep(SPIN * 3);
+            let on = Mutex::new(Vec::new());
+            team.run(&|_| on.lock().unwrap().push(thread::current().id()));
+            let on = on.into_inner().unwrap();
+            assert_eq!(on.len(), 2);
+            assert_ne!(on[0], on[1], "both parts ran on one thread");
+        }
+    }
+
+    #[test]
+    fn a_panicking_part_reaches_the_caller_and_the_team_goes_on() {
+        let team = Team::new(2).unwrap();
+        for bad in [0, 1] {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                team.run(&|part| {
+                    if part == bad {
+                        panic!("part {part}");
+                    }
+                })
+            }));
+            assert!(r.is_err(), "part {bad}'s panic was lost");
+        }
+        let count = AtomicUsize::new(0);
+        team.run(&|_| {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_split_inside_a_part_runs_on_its_own_thread() {
+        let team = Team::new(2).unwrap();
+        let count = AtomicUsize::new(0);
+        team.install(|| {
+            Team::current().unwrap().run(&|_| {
+                // Nested: the caller's part finds the team busy, a helper finds no team.
+                let mut out = [0f32; 8];
+                // SAFETY: each range writes its own elements.
+                unsafe {
+                    split(8, true, &mut out, |(u0, u1), out| {
+                        for v in &mut out[u0..u1] {
+                            *v += 1.0;
+                        }
+                    })
+                };
+                assert_eq!(out, [1.0; 8]);
+                count.fetch_add(1, Ordering::SeqCst);
+            })
+        });
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn split_and_par_rows_in_a_team_cover_everything_once() {
+        let team = Team::new(2).unwrap();
+        team.install(|| {
+            for units in [0, 1, 2, 7, 64] {
+                let mut out = vec![0f32; units];
+                // SAFETY: each range writes its own elements.
+                unsafe {
+                    split(units, true, &mut out, |(u0, u1), out| {
+                        for v in &mut out[u0..u1] {
+                            *v += 1.0;
+                        }
+                    })
+                };
+                assert!(out.iter().all(|&v| v == 1.0), "{units} units");
+            }
+            let (rows, len) = (100, PARALLEL_MIN_ELEMENTS / 50);
+            let mut data = vec![0f32; rows * len];
+            par_rows(&mut data, len, |first, chunk| {
+                for (r, row) in chunk.chunks_exact_mut(len).enumerate() {
+                    row.iter_mut().for_each(|v| *v += (first + r) as f32);
+                }
+                Ok(())
+            })
+            .unwrap();
+            for (r, row) in data.chunks_exact(len).enumerate() {
+                assert!(row.iter().all(|&v| v == r as f32), "row {r}");
+            }
+            let failed = par_rows(&mut data, len, |first, _| {
+                tract_core::internal::ensure!(first == 0, "part at row {first} failed");
+                Ok(())
+            });
+            assert!(failed.is_err());
+        });
+    }
 }
