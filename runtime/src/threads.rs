@@ -49,8 +49,8 @@ impl OutPtr {
 }
 
 /// Runs `part((u0, u1), out)` for units `0..units`: in contiguous ranges, one per thread of the
-/// current tract executor, when there is a pool and `parallel`; else once, on the calling thread,
-/// with `(0, units)`.
+/// current [`Team`] (else of tract's current executor), when there is one and `parallel`; else
+/// once, on the calling thread, with `(0, units)`.
 ///
 /// # Safety
 /// Every call of `part` is handed the whole of `out`; it must write only the elements its range of
