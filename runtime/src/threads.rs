@@ -108,8 +108,9 @@ pub(crate) unsafe fn split(
 }
 
 /// Runs `f(first_row, rows)` over `data` cut into whole rows of `row_len`: split between the
-/// current [`Team`]'s threads (or tract's executor) when `data` holds at least
-/// [`PARALLEL_MIN_ELEMENTS`] and two rows, else once.
+/// current [`Team`]'s threads when there is one and `data` is two or more whole rows of at least
+/// [`PARALLEL_MIN_ELEMENTS`] in all; otherwise as tract's `par_chunks_mut` does it (on tract's
+/// current executor, or once below its own threshold).
 pub(crate) fn par_rows(
     data: &mut [f32],
     row_len: usize,
@@ -118,7 +119,7 @@ pub(crate) fn par_rows(
     let n_rows = data.len().checked_div(row_len).unwrap_or(0);
     if let (Some(team), true) = (
         Team::current(),
-        n_rows >= 2 && data.len() >= PARALLEL_MIN_ELEMENTS,
+        n_rows >= 2 && n_rows * row_len == data.len() && data.len() >= PARALLEL_MIN_ELEMENTS,
     ) {
         let threads = team.threads();
         let per = n_rows.div_ceil(threads);
