@@ -386,7 +386,9 @@ impl Model {
     /// With a thread pool, the whole request runs on one of its threads: every operator that
     /// splits its work (bertling's int8 products, tract's matrix products) then hands parts to
     /// the other threads from inside the pool, instead of each one entering it from outside and
-    /// waiting (~5% of a 2-thread request at ALBERT-base seq 128, ~10% at seq 16).
+    /// waiting (~5% of a 2-thread request at ALBERT-base seq 128, ~10% at seq 16). bertling's own
+    /// operators split theirs on the model's helper [`crate::threads::Team`], whose threads spin
+    /// between a request's parts instead of being woken for each.
     fn forward(&mut self, n: usize, mask_id: u32) -> Result<()> {
         match self.executor.clone() {
             Some(Executor::MultiThread(pool)) => {
