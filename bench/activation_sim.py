@@ -24,11 +24,9 @@ real files where a real file exists (12-bit: 15 differ here, 14-16 in the files)
 """
 from __future__ import annotations
 
-import collections
 import os
 import sys
 
-import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "models"))
 sys.path.insert(0, HERE)
 
 from bertling_models import antiberty  # noqa: E402
-from int8_accuracy import compare  # noqa: E402
+from int8_accuracy import compare, model_mask_logits, torch_logits  # noqa: E402
 
 WEIGHT_GROUP = 64
 
@@ -118,23 +116,6 @@ def build(spec: str):
     return model
 
 
-def mask_logits(model, id_lists, positions) -> np.ndarray:
-    out = np.zeros((len(id_lists), model.config.vocab_size), dtype=np.float32)
-    by_len = collections.defaultdict(list)
-    for i, ids in enumerate(id_lists):
-        by_len[len(ids)].append(i)
-    with torch.no_grad():
-        for _, idx in sorted(by_len.items()):
-            for b in range(0, len(idx), 64):
-                chunk = idx[b:b + 64]
-                ids = torch.tensor([id_lists[i] for i in chunk])
-                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                               token_type_ids=torch.zeros_like(ids)).logits.numpy()
-                for r, i in enumerate(chunk):
-                    out[i] = logits[r, positions[i]]
-    return out
-
-
 def main() -> int:
     specs = sys.argv[1:]
     if not specs or any(s in ("-h", "--help") for s in specs):
@@ -147,9 +128,9 @@ def main() -> int:
     tok = antiberty.build_tokenizer(os.path.join(antiberty.package_dir(), antiberty.VOCAB))
     ids = [tok.encode(p.text).ids for p in positions]
     at = [p.position for p in positions]
-    ref = mask_logits(antiberty.build_model(antiberty.package_dir()).eval(), ids, at)
+    ref = torch_logits('', ids, at)
     for spec in specs:
-        c = compare(mask_logits(build(spec), ids, at), ref)
+        c = compare(model_mask_logits(build(spec), ids, at), ref)
         print(f"{spec:40} top-1 {c['top1_agreement'] * 100:.2f}% ({c['top1_disagreements']} differ) "
               f"top-5 {c['top5_overlap'] * 100:.2f}% cosine min {c['cosine_min']:.6f}", flush=True)
     return 0

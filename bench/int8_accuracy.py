@@ -80,9 +80,13 @@ def run_fill_lines(run_bin: str, model: str, texts: list[str], result: dict, key
 
 def torch_logits(export: str, id_lists: list[list[int]], positions: list[int]) -> np.ndarray:
     """PyTorch (BertForMaskedLM with AntiBERTy's weights) mask logits [n, vocab], batched by length."""
+    return model_mask_logits(antiberty.build_model(antiberty.package_dir()), id_lists, positions)
+
+
+def model_mask_logits(model, id_lists: list[list[int]], positions: list[int]) -> np.ndarray:
+    """A PyTorch masked LM's logits at each request's mask position [n, vocab], batched by length."""
     import torch
 
-    model = antiberty.build_model(antiberty.package_dir())
     out = np.zeros((len(id_lists), model.config.vocab_size), dtype=np.float32)
     by_len: dict[int, list[int]] = collections.defaultdict(list)
     for i, ids in enumerate(id_lists):
