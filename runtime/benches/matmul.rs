@@ -127,7 +127,7 @@ fn bench_int8(c: &mut Criterion) {
                     a7::quantize_rows(&x, k, offset, &mut codes7, &mut scales7);
                     let p = (0, packed::panels(n));
                     a7::gemm(
-                        &codes7, &scales7, &wp, &gs, &sums, k, n, seq, p, &mut out, n,
+                        &codes7, &scales7, None, &wp, &gs, &sums, k, n, seq, p, &mut out, n,
                     );
                     black_box(out[0])
                 })
@@ -136,7 +136,7 @@ fn bench_int8(c: &mut Criterion) {
                 b.iter(|| {
                     let p = (0, packed::panels(n));
                     a7::gemm(
-                        &codes7, &scales7, &wp, &gs, &sums, k, n, seq, p, &mut out, n,
+                        &codes7, &scales7, None, &wp, &gs, &sums, k, n, seq, p, &mut out, n,
                     );
                     black_box(out[0])
                 })

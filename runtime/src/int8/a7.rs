@@ -22,6 +22,16 @@
 //! one f32 product and the groups in order, so every implementation gives the same bits:
 //! AVX2 (`bertling_a7_avx2`), NEON dot product (`bertling_a7_neon_dot`), NEON
 //! (`bertling_a7_neon`), portable Rust.
+//!
+//! **Asymmetric codes** (format 6, [`quantize_rows_asymmetric`]): a group's 128 codes `u` in
+//! `[0, 127]` span its own range `[min(lo, 0), max(hi, 0)]` with an integer zero point `z(m, g)`
+//! (`x ≈ (u − z) · xs`), like onnxruntime's uint8 activations but per group: twice the resolution
+//! of the symmetric codes for the same kernels, since `u` is still a 7-bit unsigned byte for
+//! `vpmaddubsw`. The codes are stored as `q = u − 64` in `[−64, 63]` (the same bytes as above) and
+//! the definition becomes `S_g = Σ_{k in g} (q(m, k) + 64 − z(m, g)) · w(c, k)`, still exact in
+//! i32 (`|q + 64 − z| <= 127`); symmetric codes are the case `z = 64`. The kernels take the zero
+//! point back through the same column sums (`Σ (u − z)·w = Σ u·w − z · Σ w`). On AntiBERTy the
+//! asymmetric codes flip 32 top-1 answers where symmetric ones flip 55 (BENCHMARKS.md).
 
 use super::packed::{
     packed_index, padded_k, panels, scale_groups, scale_index, PANEL, SCALE_GROUP,
@@ -112,6 +122,98 @@ pub fn quantize_rows(x: &[f32], k: usize, offset: u8, codes: &mut [u8], scales: 
     }
 }
 
+/// The zero point of symmetric codes: [`gemm`] without zero points reads every group's as this.
+pub const SYMMETRIC_ZERO: u8 = 64;
+
+/// Quantizes each row of `x` (`rows x k`) to asymmetric 7-bit codes per group of [`ACT_GROUP`]
+/// inputs: with `lo = min(0, min v)`, `hi = max(0, max v)`, the scale `xs = (hi − lo) / 127`, the
+/// zero point `z = round_ties_even(−lo · 127 / (hi − lo))` and `u = clamp(round_ties_even(v · 127
+/// / (hi − lo)) + z, 0, 127)`, so `v ≈ (u − z) · xs`; stored as the byte `(u − 64) + offset` (two's
+/// complement when `offset` is 0) in rows of [`padded_k`]`(k)` bytes (padding: `u = 64`), the
+/// scale in `scales[row · groups(k) + group]` and `z` in `zeros` at the same index. A group of
+/// zeros gets scale 0 and `z = 64`; one holding a NaN or an infinity gets `u = 64`, `z = 64` and a
+/// NaN scale, which carries the problem to the output.
+///
+/// ```
+/// use bertling::int8::a7::quantize_rows_asymmetric;
+/// let (mut codes, mut scales, mut zeros) = ([0u8; 4], [0f32; 1], [0u8; 1]);
+/// quantize_rows_asymmetric(&[0.5, -1.0, 0.25], 3, 64, &mut codes, &mut scales, &mut zeros);
+/// assert_eq!(scales[0], 1.5 / 127.0);
+/// assert_eq!(zeros[0], 85); // round(1.0 · 127 / 1.5) = round(84.67)
+/// assert_eq!(codes, [127, 0, 106, 64]); // 42.33 + 85 = 127.33 -> 127; 21.17 + 85 -> 106
+/// ```
+pub fn quantize_rows_asymmetric(
+    x: &[f32],
+    k: usize,
+    offset: u8,
+    codes: &mut [u8],
+    scales: &mut [f32],
+    zeros: &mut [u8],
+) {
+    let (kp, g) = (padded_k(k), groups(k));
+    let mid = SYMMETRIC_ZERO;
+    let store = |u: u8| u.wrapping_sub(mid).wrapping_add(offset);
+    for (((row, out), sc), zs) in x
+        .chunks_exact(k)
+        .zip(codes.chunks_exact_mut(kp))
+        .zip(scales.chunks_exact_mut(g))
+        .zip(zeros.chunks_exact_mut(g))
+    {
+        out[k..].fill(store(mid));
+        for (((part, o), s), z) in row
+            .chunks(ACT_GROUP)
+            .zip(out.chunks_mut(ACT_GROUP))
+            .zip(sc.iter_mut())
+            .zip(zs.iter_mut())
+        {
+            let (lo, hi) = min_max(part);
+            let o = &mut o[..part.len()];
+            let range = hi - lo;
+            if !range.is_finite() || range == 0.0 {
+                // NaN/inf (NaN scale) or all zeros (scale 0): every code at the zero point.
+                o.fill(store(mid));
+                *z = mid;
+                *s = if range.is_finite() { 0.0 } else { f32::NAN };
+                continue;
+            }
+            let inv = 127.0 / range;
+            let zero = (-lo * inv).round_ties_even().clamp(0.0, 127.0);
+            for (o, v) in o.iter_mut().zip(part) {
+                let u = ((v * inv).round_ties_even() + zero).clamp(0.0, 127.0);
+                *o = store(u as u8);
+            }
+            *z = zero as u8;
+            *s = range / 127.0;
+        }
+    }
+}
+
+/// `(min(0, min v), max(0, max v))` of a group, NaN-propagating (an infinity or a NaN makes the
+/// range non-finite); eight lanes so the compiler vectorizes it.
+fn min_max(v: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi, mut bad) = ([0f32; 8], [0f32; 8], false);
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+        }
+        bad |= c.iter().any(|x| !x.is_finite());
+    }
+    for &x in chunks.remainder() {
+        lo[0] = if x < lo[0] { x } else { lo[0] };
+        hi[0] = if x > hi[0] { x } else { hi[0] };
+        bad |= !x.is_finite();
+    }
+    if bad {
+        return (f32::NAN, f32::NAN);
+    }
+    (
+        lo.iter().fold(0f32, |a, &b| a.min(b)),
+        hi.iter().fold(0f32, |a, &b| a.max(b)),
+    )
+}
+
 /// `64 · Σ_{k in g} w(c, k)` for every channel `c` and group `g` of a packed `[n, k]` weight, laid
 /// out like its scales (`[panels, groups, 8]`): what the AVX2 kernel takes back for its offset.
 pub fn column_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
@@ -127,7 +229,8 @@ pub fn column_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
 }
 
 /// `out[m · ldo + c]` for rows `m < rows` and the channels `c < n` of panels `p0..p1` (see the
-/// module doc): `x` holds `rows` rows of [`padded_k`]`(k)` codes from [`quantize_rows`] with
+/// module doc): `x` holds `rows` rows of [`padded_k`]`(k)` codes from [`quantize_rows`] (then
+/// `x_zero` is `None`) or [`quantize_rows_asymmetric`] (then `x_zero` holds its zero points) with
 /// [`code_offset`], `x_scale` their scales, `w` the packed weights (`[n, k]`), `w_scale` their
 /// scales and `sums` their [`column_sums`].
 ///
@@ -140,13 +243,14 @@ pub fn column_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
 /// let (w, ws) = quantize_weight(&[1.0, 0.0, 0.0, 0.0, 2.0, 2.0], 2, 3, |s| s);
 /// let sums = column_sums(&w, 2, 3);
 /// let mut y = [0f32; 2];
-/// gemm(&codes, &xs, &w, &ws, &sums, 3, 2, 1, (0, panels(2)), &mut y, 2);
+/// gemm(&codes, &xs, None, &w, &ws, &sums, 3, 2, 1, (0, panels(2)), &mut y, 2);
 /// assert!((y[0] - 0.5).abs() < 1e-2 && (y[1] + 1.5).abs() < 2e-2, "{y:?}");
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     x: &[u8],
     x_scale: &[f32],
+    x_zero: Option<&[u8]>,
     w: &[i8],
     w_scale: &[f32],
     sums: &[i32],
@@ -159,6 +263,7 @@ pub fn gemm(
 ) {
     let (kp, g) = (padded_k(k), groups(k));
     assert!(x.len() >= rows * kp && x_scale.len() >= rows * g);
+    assert!(x_zero.is_none_or(|z| z.len() >= rows * g));
     assert!(w.len() >= panels(n) * PANEL * kp);
     assert!(w_scale.len() >= panels(n) * g * PANEL && sums.len() >= panels(n) * g * PANEL);
     assert!(p0 <= p1 && p1 <= panels(n));
@@ -171,6 +276,7 @@ pub fn gemm(
             avx2::gemm(
                 x,
                 x_scale,
+                x_zero,
                 w,
                 w_scale,
                 sums,
@@ -187,16 +293,59 @@ pub fn gemm(
     #[cfg(target_arch = "aarch64")]
     if std::arch::is_aarch64_feature_detected!("dotprod") {
         // SAFETY: NEON and the dot product are present; the asserts above bound every access.
-        unsafe { neon::gemm_dot(x, x_scale, w, w_scale, kp, n, rows, (p0, p1), out, ldo) };
+        unsafe {
+            neon::gemm_dot(
+                x,
+                x_scale,
+                x_zero,
+                w,
+                w_scale,
+                sums,
+                kp,
+                n,
+                rows,
+                (p0, p1),
+                out,
+                ldo,
+            )
+        };
         return;
     }
     #[cfg(target_arch = "aarch64")]
     if std::arch::is_aarch64_feature_detected!("neon") {
         // SAFETY: NEON is present; the asserts above bound every access.
-        unsafe { neon::gemm(x, x_scale, w, w_scale, kp, n, rows, (p0, p1), out, ldo) };
+        unsafe {
+            neon::gemm(
+                x,
+                x_scale,
+                x_zero,
+                w,
+                w_scale,
+                sums,
+                kp,
+                n,
+                rows,
+                (p0, p1),
+                out,
+                ldo,
+            )
+        };
         return;
     }
-    portable(x, 0, x_scale, w, w_scale, k, n, rows, (p0, p1), out, ldo)
+    portable(
+        x,
+        0,
+        x_scale,
+        x_zero,
+        w,
+        w_scale,
+        k,
+        n,
+        rows,
+        (p0, p1),
+        out,
+        ldo,
+    )
 }
 
 /// The reference implementation (and the fallback), for codes stored with `offset`; otherwise
@@ -206,6 +355,7 @@ pub fn portable(
     x: &[u8],
     offset: u8,
     x_scale: &[f32],
+    x_zero: Option<&[u8]>,
     w: &[i8],
     w_scale: &[f32],
     k: usize,
@@ -221,10 +371,11 @@ pub fn portable(
         for c in p0 * PANEL..(p1 * PANEL).min(n) {
             let mut y = 0f32;
             for gi in 0..g {
+                let z = x_zero.map_or(SYMMETRIC_ZERO, |z| z[m * g + gi]) as i32;
                 let sum: i32 = (gi * ACT_GROUP..((gi + 1) * ACT_GROUP).min(kp))
                     .map(|t| {
                         let q = xr[t].wrapping_sub(offset) as i8 as i32;
-                        q * w[packed_index(c, t, kp)] as i32
+                        (q + SYMMETRIC_ZERO as i32 - z) * w[packed_index(c, t, kp)] as i32
                     })
                     .sum();
                 let s = w_scale[scale_index(c, gi, g)] * x_scale[m * g + gi];
@@ -240,7 +391,8 @@ mod avx2 {
     //! Per group of 4 `k`: each panel's 32 bytes (8 channels x 4 codes) as they are, the row's 4
     //! codes broadcast, `vpmaddubsw` (pairs of products in i16, exact) then `vpmaddwd` by ones (the
     //! 4 products of a channel in i32); 6 rows x 2 panels a tile, 12 accumulators. Per group of 64:
-    //! take back the offset's column sums, then `y = fma(sum, ws · xs, y)`.
+    //! take back the zero point through the column sums (`64 · Σw` as stored, or `z · Σw` for
+    //! asymmetric codes), then `y = fma(sum, ws · xs, y)`.
     use super::{ACT_GROUP, PANEL};
     use std::arch::x86_64::*;
 
@@ -251,6 +403,7 @@ mod avx2 {
     unsafe fn tile<const R: usize, const P: usize>(
         x: *const u8,
         xs: *const f32,
+        xz: Option<*const u8>,
         w: *const i8,
         ws: *const f32,
         sums: *const i32,
@@ -285,6 +438,14 @@ mod avx2 {
                 let c = _mm256_loadu_si256(sums.add(at) as *const __m256i);
                 let s = _mm256_loadu_ps(ws.add(at));
                 for (i, y) in y.iter_mut().enumerate() {
+                    let c = match xz {
+                        // Σw = sums / 64, exactly (sums is 64 · Σw).
+                        Some(z) => _mm256_mullo_epi32(
+                            _mm256_srai_epi32(c, 6),
+                            _mm256_set1_epi32(*z.add(i * groups + gi) as i32),
+                        ),
+                        None => c,
+                    };
                     let sum = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][j], c));
                     let t = _mm256_mul_ps(s, _mm256_set1_ps(*xs.add(i * groups + gi)));
                     y[j] = _mm256_fmadd_ps(sum, t, y[j]);
@@ -311,6 +472,7 @@ mod avx2 {
     pub unsafe fn gemm(
         x: &[u8],
         x_scale: &[f32],
+        x_zero: Option<&[u8]>,
         w: &[i8],
         w_scale: &[f32],
         sums: &[i32],
@@ -331,6 +493,7 @@ mod avx2 {
         );
         super::super::packed::tiles::<MR, 2>(kp, rows, panels, |m, r, p, np| {
             let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
+            let xz = x_zero.map(|z| z.as_ptr().add(m * groups));
             let (w, ws, s) = (
                 wp.add(p * PANEL * kp),
                 wsp.add(p * groups * PANEL),
@@ -340,9 +503,9 @@ mod avx2 {
             macro_rules! go {
                 ($r:literal) => {
                     if np == 2 {
-                        tile::<$r, 2>(x, xs, w, ws, s, kp, at, out, ldo)
+                        tile::<$r, 2>(x, xs, xz, w, ws, s, kp, at, out, ldo)
                     } else {
-                        tile::<$r, 1>(x, xs, w, ws, s, kp, at, out, ldo)
+                        tile::<$r, 1>(x, xs, xz, w, ws, s, kp, at, out, ldo)
                     }
                 };
             }
@@ -369,9 +532,21 @@ mod neon {
     use super::{ACT_GROUP, PANEL};
     use std::arch::aarch64::*;
 
-    /// `y += sum · (ws · xs)` for a row's 8 channels.
+    /// `y += sum · (ws · xs)` for a row's 8 channels, after taking back an asymmetric zero point
+    /// `z` (`sum += (64 − z) · Σw`, from the stored `64 · Σw` at `sums`).
     #[inline(always)]
-    unsafe fn fma_group(y: &mut [float32x4_t; 2], s: [int32x4_t; 2], ws: *const f32, xs: f32) {
+    unsafe fn fma_group(
+        y: &mut [float32x4_t; 2],
+        mut s: [int32x4_t; 2],
+        (ws, sums): (*const f32, *const i32),
+        xs: f32,
+        z: Option<u8>,
+    ) {
+        if let Some(z) = z {
+            let d = super::SYMMETRIC_ZERO as i32 - z as i32;
+            s[0] = vmlaq_n_s32(s[0], vshrq_n_s32::<6>(vld1q_s32(sums)), d);
+            s[1] = vmlaq_n_s32(s[1], vshrq_n_s32::<6>(vld1q_s32(sums.add(4))), d);
+        }
         let t0 = vmulq_n_f32(vld1q_f32(ws), xs);
         let t1 = vmulq_n_f32(vld1q_f32(ws.add(4)), xs);
         y[0] = vfmaq_f32(y[0], vcvtq_f32_s32(s[0]), t0);
@@ -397,9 +572,9 @@ mod neon {
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const R: usize>(
         x: *const i8,
-        xs: *const f32,
+        (xs, xz): (*const f32, Option<*const u8>),
         w: *const i8,
-        ws: *const f32,
+        (ws, sums): (*const f32, *const i32),
         kp: usize,
         at: (usize, usize, usize),
         out: &mut [f32],
@@ -425,7 +600,9 @@ mod neon {
                 g += 4;
             }
             for (i, (a, y)) in acc.iter().zip(y.iter_mut()).enumerate() {
-                fma_group(y, *a, ws.add(gi * PANEL), *xs.add(i * groups + gi));
+                let at = (ws.add(gi * PANEL), sums.add(gi * PANEL));
+                let z = xz.map(|z| *z.add(i * groups + gi));
+                fma_group(y, *a, at, *xs.add(i * groups + gi), z);
             }
         }
         store::<R>(&y, at, out, ldo);
@@ -435,9 +612,9 @@ mod neon {
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_dot<const R: usize>(
         x: *const i8,
-        xs: *const f32,
+        (xs, xz): (*const f32, Option<*const u8>),
         w: *const i8,
-        ws: *const f32,
+        (ws, sums): (*const f32, *const i32),
         kp: usize,
         at: (usize, usize, usize),
         out: &mut [f32],
@@ -466,7 +643,9 @@ mod neon {
                 g += 16;
             }
             for (i, (a, y)) in acc.iter().zip(y.iter_mut()).enumerate() {
-                fma_group(y, *a, ws.add(gi * PANEL), *xs.add(i * groups + gi));
+                let at = (ws.add(gi * PANEL), sums.add(gi * PANEL));
+                let z = xz.map(|z| *z.add(i * groups + gi));
+                fma_group(y, *a, at, *xs.add(i * groups + gi), z);
             }
         }
         store::<R>(&y, at, out, ldo);
@@ -479,8 +658,10 @@ mod neon {
             pub unsafe fn $name(
                 x: &[u8],
                 x_scale: &[f32],
+                x_zero: Option<&[u8]>,
                 w: &[i8],
                 w_scale: &[f32],
+                sums: &[i32],
                 kp: usize,
                 n: usize,
                 rows: usize,
@@ -492,8 +673,10 @@ mod neon {
                 let (xp, xsp, wp, wsp) =
                     (x.as_ptr() as *const i8, x_scale.as_ptr(), w.as_ptr(), w_scale.as_ptr());
                 super::super::packed::tiles::<$mr, 1>(kp, rows, panels, |m, r, p, _| {
-                    let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
-                    let (w, ws) = (wp.add(p * PANEL * kp), wsp.add(p * groups * PANEL));
+                    let x = xp.add(m * kp);
+                    let xs = (xsp.add(m * groups), x_zero.map(|z| z.as_ptr().add(m * groups)));
+                    let w = wp.add(p * PANEL * kp);
+                    let ws = (wsp.add(p * groups * PANEL), sums.as_ptr().add(p * groups * PANEL));
                     let at = (m, p, n);
                     match r {
                         $($r => $tile::<$r>(x, xs, w, ws, kp, at, out, ldo),)*
@@ -564,20 +747,35 @@ mod tests {
                 .collect();
             let (kp, g) = (padded_k(k), groups(k));
             let sums = column_sums(&w, n, k);
-            for offset in [0u8, 64] {
+            for (offset, asymmetric) in [(0u8, false), (64, false), (0, true), (64, true)] {
                 let mut xq = vec![0u8; rows * kp];
                 let mut xs = vec![0f32; rows * g];
-                quantize_rows(&x, k, offset, &mut xq, &mut xs);
+                let mut xz = vec![0u8; rows * g];
+                if asymmetric {
+                    quantize_rows_asymmetric(&x, k, offset, &mut xq, &mut xs, &mut xz);
+                } else {
+                    quantize_rows(&x, k, offset, &mut xq, &mut xs);
+                }
+                let zeros = asymmetric.then_some(&xz[..]);
+                // The effective codes of the definition: q + 64 − z, with z = 64 if symmetric.
                 let q: Vec<i32> = (0..rows * k)
-                    .map(|i| xq[(i / k) * kp + i % k].wrapping_sub(offset) as i8 as i32)
+                    .map(|i| {
+                        let (m, t) = (i / k, i % k);
+                        let z = zeros.map_or(SYMMETRIC_ZERO, |z| z[m * g + t / ACT_GROUP]);
+                        let q = xq[m * kp + t].wrapping_sub(offset) as i8 as i32;
+                        assert!((-64..=63).contains(&q), "stored code {q}");
+                        q + SYMMETRIC_ZERO as i32 - z as i32
+                    })
                     .collect();
-                assert!(q.iter().all(|v| v.abs() <= ACT_MAX));
+                let bound = if asymmetric { 127 } else { ACT_MAX };
+                assert!(q.iter().all(|v| v.abs() <= bound));
                 let want = reference(&q, &xs, &codes, &ws, (k, n, rows));
                 let mut got = vec![f32::NAN; rows * n];
                 portable(
                     &xq,
                     offset,
                     &xs,
+                    zeros,
                     &w,
                     &ws,
                     k,
@@ -587,15 +785,30 @@ mod tests {
                     &mut got,
                     n,
                 );
-                assert_eq!(got, want, "portable, offset {offset}, {k}x{n}x{rows}");
+                let what = format!("offset {offset}, asymmetric {asymmetric}, {k}x{n}x{rows}");
+                assert_eq!(got, want, "portable, {what}");
                 if offset == code_offset() {
                     // Split across two column ranges, as threads do.
                     let mut got = vec![f32::NAN; rows * n];
                     let mid = panels(n) / 2;
-                    gemm(&xq, &xs, &w, &ws, &sums, k, n, rows, (0, mid), &mut got, n);
                     gemm(
                         &xq,
                         &xs,
+                        zeros,
+                        &w,
+                        &ws,
+                        &sums,
+                        k,
+                        n,
+                        rows,
+                        (0, mid),
+                        &mut got,
+                        n,
+                    );
+                    gemm(
+                        &xq,
+                        &xs,
+                        zeros,
                         &w,
                         &ws,
                         &sums,
@@ -606,10 +819,44 @@ mod tests {
                         &mut got,
                         n,
                     );
-                    assert_eq!(got, want, "{}, {k}x{n}x{rows}", kernel_name());
+                    assert_eq!(got, want, "{}, {what}", kernel_name());
                 }
             }
         }
+    }
+
+    #[test]
+    fn asymmetric_codes_span_each_group_and_reconstruct_it() {
+        let mut seed = 3u64;
+        // A GELU-like row: mostly small, a long positive tail; one group of zeros, one with a NaN.
+        let mut x: Vec<f32> = (0..256)
+            .map(|_| (lcg(&mut seed) % 1000) as f32 / 1000.0 * 3.0 - 0.17)
+            .collect();
+        x[128..192].fill(0.0);
+        x[200] = f32::NAN;
+        let (mut q, mut s, mut z) = (vec![0u8; 256], vec![0f32; 4], vec![0u8; 4]);
+        quantize_rows_asymmetric(&x, 256, 64, &mut q, &mut s, &mut z);
+        let group = &x[..64];
+        let (lo, hi) = group
+            .iter()
+            .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        assert_eq!(s[0], (hi - lo) / 127.0);
+        // Every value within half a step of its code, and both ends of the range used.
+        for (v, &u) in group.iter().zip(&q[..64]) {
+            let back = (u as f32 - z[0] as f32) * s[0];
+            assert!(
+                (back - v).abs() <= s[0] * 0.5 + 1e-6,
+                "{v} -> {u} -> {back}"
+            );
+        }
+        assert!(q[..64].contains(&127) && q[..64].iter().any(|&u| u <= 1));
+        // Twice the resolution of symmetric codes on this skewed group.
+        let (mut qs, mut ss) = (vec![0u8; 256], vec![0f32; 4]);
+        quantize_rows(&x, 256, 64, &mut qs, &mut ss);
+        assert!(s[0] < ss[0] * 0.6, "{} vs {}", s[0], ss[0]);
+        assert_eq!((s[2], z[2]), (0.0, SYMMETRIC_ZERO));
+        assert!(q[128..192].iter().all(|&u| u == 64));
+        assert!(s[3].is_nan() && z[3] == SYMMETRIC_ZERO && q[192..].iter().all(|&u| u == 64));
     }
 
     #[test]

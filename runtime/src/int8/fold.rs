@@ -218,6 +218,7 @@ mod tests {
             act_max: 2047,
             channels: n,
             act_group: 0,
+            asymmetric: false,
             bias: None,
         };
         let mut y = m.wire_node("lin", op, &[x, codes, scales])?[0];

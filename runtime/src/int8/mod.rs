@@ -7,7 +7,8 @@
 //!    to codes in `[-qmax, qmax]`: `qmax` is the operator's `activation_max`, 2047 (12 bits) in
 //!    format 3 files ([`wide::act_max`] bounds it so no i32 sum can overflow); format 4's grouped
 //!    operators (`activation_group` 64, [`a7`]) give each group of 64 inputs its own scale and
-//!    7-bit codes (`qmax` 63), the products the encoder's matrices use by default;
+//!    7-bit codes (`qmax` 63), and format 6's `activation_asymmetric` ones also a zero point (128
+//!    codes between the group's minimum and maximum);
 //! 2. `Σ_k` of code products is computed exactly in i32 by bertling's kernels (AVX2, NEON or
 //!    portable: identical sums on every CPU);
 //! 3. the sum is scaled back by the row's and the channel's scales.
@@ -19,7 +20,7 @@
 //! no column sums, no casts, no packing at run time.
 //!
 //! In NNEF it is `bertling_linear_i8(input, weight, scale, activation_max, layout, channels,
-//! activation_group)` in the `bertling` registry; format-2 files, which had none of the attributes, mean `127` and `"rows"`
+//! activation_group, activation_asymmetric)` in the `bertling` registry; format-2 files, which had none of the attributes, mean `127` and `"rows"`
 //! (8-bit activations, [`kernel`]). tract's own integer matrix product was measured 40x slower than
 //! its f32 one on AVX2 (tract 0.23.9), which is why bertling carries its own kernels.
 
@@ -83,6 +84,9 @@ pub struct Int8Linear {
     /// Inputs per activation scale: 0, one scale per row (formats 2 and 3), or
     /// [`a7::ACT_GROUP`] with [`Layout::Panels`] and `act_max` 63 (format 4: [`a7`]).
     pub act_group: usize,
+    /// Grouped operators only: asymmetric codes with a zero point per row and group
+    /// ([`a7::quantize_rows_asymmetric`], format 6) instead of symmetric ones.
+    pub asymmetric: bool,
     /// An f32 bias `[N]` added to the output. Never in a model file: the loader folds a constant
     /// bias `Add` after the product into it ([`fold`]), and the NNEF writer refuses it.
     pub bias: Option<Arc<Tensor>>,
@@ -96,6 +100,7 @@ impl Default for Int8Linear {
             act_max: kernel::QMAX as i32,
             channels: 0,
             act_group: 0,
+            asymmetric: false,
             bias: None,
         }
     }
@@ -157,6 +162,10 @@ impl Int8Linear {
                 n
             }
         };
+        ensure!(
+            !self.asymmetric || self.grouped(),
+            "Int8Linear: asymmetric activations need activation groups"
+        );
         if self.grouped() {
             ensure!(
                 self.layout == Layout::Panels
@@ -190,10 +199,11 @@ impl Op for Int8Linear {
         Ok(vec![
             format!("kernel: {}", self.kernel_name()),
             format!(
-                "layout: {}, activation_max: {}, activation_group: {}, bias: {}",
+                "layout: {}, activation_max: {}, activation_group: {}{}, bias: {}",
                 self.layout.as_str(),
                 self.act_max,
                 self.act_group,
+                if self.asymmetric { " asymmetric" } else { "" },
                 if self.bias.is_some() {
                     "folded"
                 } else {
@@ -209,7 +219,7 @@ impl Op for Int8Linear {
 thread_local! {
     /// Activation codes (8- or 16-bit) and row scales, reused across calls: no allocation per
     /// request once warm.
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { i8: Vec::new(), u8: Vec::new(), i16: Vec::new(), scales: Vec::new() }) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { i8: Vec::new(), u8: Vec::new(), i16: Vec::new(), scales: Vec::new(), zeros: Vec::new() }) };
 }
 
 struct Scratch {
@@ -217,6 +227,8 @@ struct Scratch {
     u8: Vec<u8>,
     i16: Vec<i16>,
     scales: Vec<f32>,
+    /// Zero points of asymmetric codes, one per row and group.
+    zeros: Vec<u8>,
 }
 
 impl EvalOp for Int8Linear {
@@ -320,7 +332,13 @@ impl Int8Linear {
                 scratch.u8.resize(rows * packed::padded_k(k), 0);
                 scratch.scales.resize(rows * a7::groups(k), 0.0);
                 let offset = a7::code_offset();
-                a7::quantize_rows(x, k, offset, &mut scratch.u8, &mut scratch.scales);
+                if self.asymmetric {
+                    scratch.zeros.resize(rows * a7::groups(k), 0);
+                    let (codes, scales) = (&mut scratch.u8, &mut scratch.scales);
+                    a7::quantize_rows_asymmetric(x, k, offset, codes, scales, &mut scratch.zeros);
+                } else {
+                    a7::quantize_rows(x, k, offset, &mut scratch.u8, &mut scratch.scales);
+                }
                 packed::panels(n)
             }
             Layout::Panels => {
@@ -345,6 +363,7 @@ impl Int8Linear {
             &scratch.i16[..],
             &scratch.scales[..],
         );
+        let zeros = (grouped && self.asymmetric).then_some(&scratch.zeros[..]);
         // The columns units u0..u1 own.
         let per_unit = match self.layout {
             Layout::Panels => packed::PANEL,
@@ -355,7 +374,7 @@ impl Int8Linear {
         let part = |(u0, u1): (usize, usize), y: &mut [f32]| {
             match self.layout {
                 Layout::Panels if grouped => {
-                    a7::gemm(cu8, xs, w, scales, sums, k, n, rows, (u0, u1), y, n)
+                    a7::gemm(cu8, xs, zeros, w, scales, sums, k, n, rows, (u0, u1), y, n)
                 }
                 Layout::Panels => {
                     packed::gemm(c16, xs, self.act_max, w, scales, k, n, rows, (u0, u1), y, n)
@@ -493,6 +512,7 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, op: &Int8Linear) -> TractResult<Opt
             ("layout", string(op.layout.as_str())),
             ("channels", numeric(op.channels)),
             ("activation_group", numeric(op.act_group)),
+            ("activation_asymmetric", numeric(op.asymmetric as i64)),
         ],
     )))
 }
@@ -505,6 +525,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
     let layout: String = invocation.named_arg_as(builder, "layout")?;
     let channels: i64 = invocation.named_arg_as(builder, "channels")?;
     let act_group: i64 = invocation.named_arg_as(builder, "activation_group")?;
+    let asymmetric: i64 = invocation.named_arg_as(builder, "activation_asymmetric")?;
     let op = Int8Linear {
         layout: Layout::parse(&layout)?,
         act_max: i32::try_from(act_max)
@@ -517,6 +538,11 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
         act_group: usize::try_from(act_group)
             .ok()
             .with_context(|| format!("Int8Linear: activation_group {act_group} is out of range"))?,
+        asymmetric: match asymmetric {
+            0 => false,
+            1 => true,
+            _ => bail!("Int8Linear: activation_asymmetric must be 0 or 1, not {asymmetric}"),
+        },
         bias: None,
     };
     builder.wire(op, &[input, weight, scale])
@@ -538,6 +564,8 @@ pub fn register(registry: &mut Registry) {
             TypeName::Integer.named("channels").default(0),
             // Absent before format 4: one activation scale per row.
             TypeName::Integer.named("activation_group").default(0),
+            // Absent before format 6: symmetric codes.
+            TypeName::Integer.named("activation_asymmetric").default(0),
         ],
         &[("output", TypeName::Scalar.tensor())],
         load,
@@ -580,6 +608,7 @@ mod tests {
                 ", layout = \"rows\"",
                 ", channels = 0",
                 ", activation_group = 0",
+                ", activation_asymmetric = 0",
             ] {
                 ensure!(text.contains(attr), "{attr} not in {text}");
                 text = text.replace(attr, "");
@@ -644,16 +673,18 @@ mod tests {
         let rows_s: Vec<f32> = (0..n).map(|i| 1.0 / (1 + i % 7) as f32).collect();
         // Panels with 12-bit and grouped 7-bit activations, and row-major weights; without and
         // with a folded bias.
-        for (layout, grouped) in [
-            (Layout::Panels, false),
-            (Layout::Panels, true),
-            (Layout::Rows, false),
+        for (layout, grouped, asymmetric) in [
+            (Layout::Panels, false, false),
+            (Layout::Panels, true, false),
+            (Layout::Panels, true, true),
+            (Layout::Rows, false, false),
         ] {
             let mut op = Int8Linear {
                 layout,
                 act_max: if grouped { a7::ACT_MAX } else { 2047 },
                 channels: if layout == Layout::Panels { n } else { 0 },
                 act_group: if grouped { a7::ACT_GROUP } else { 0 },
+                asymmetric,
                 bias: None,
             };
             let kp = packed::padded_k(k);
@@ -689,7 +720,8 @@ mod tests {
                 assert_eq!(one[0].shape(), &[rows, n]);
                 let one = one[0].try_as_plain_ram()?;
                 let one = one.as_slice::<f32>()?;
-                let what = format!("{layout:?}, grouped: {grouped}, bias: {with_bias}");
+                let what =
+                    format!("{layout:?}, grouped: {grouped} {asymmetric}, bias: {with_bias}");
                 assert_eq!(one, two[0].try_as_plain_ram()?.as_slice::<f32>()?, "{what}");
                 // The bias is added once to every output, after the product.
                 let b = bias.try_as_plain_ram()?;
@@ -710,6 +742,7 @@ mod tests {
             act_max: 2047,
             channels: 0,
             act_group: 0,
+            asymmetric: false,
             bias: None,
         };
         let model = round_trip(op.clone(), false)?;

@@ -50,9 +50,10 @@ pub enum Activations {
     /// (AntiBERTy: top-1 agreement with fp32 above 99%, BENCHMARKS.md "int8 accuracy").
     #[default]
     Rows12,
-    /// 7-bit codes with a scale per row and group of 64 inputs (`bertling::int8::a7`): ~1.3x the
-    /// throughput of the products (one `sdot` instead of two on a Pi 5), at a measured cost in
-    /// accuracy (BENCHMARKS.md) a user must choose.
+    /// 7-bit codes with a scale and a zero point per row and group of 64 inputs
+    /// (`bertling::int8::a7`, asymmetric since format 6): ~1.3x the throughput of the products
+    /// (one `sdot` instead of two on a Pi 5), at a measured cost in accuracy (BENCHMARKS.md) a
+    /// user must choose.
     Grouped7,
 }
 
@@ -304,6 +305,7 @@ fn einsum_patch(
         },
         channels: if tied { 0 } else { n },
         act_group: if grouped { a7::ACT_GROUP } else { 0 },
+        asymmetric: grouped,
         bias: None,
     };
     let name = &node.name;
