@@ -17,14 +17,28 @@ A scheme is ``f`` (not quantized), ``B`` (symmetric B-bit codes, one scale per t
 the group's min and max, with a zero point, like onnxruntime's uint8 but per group). The positions
 and the comparison are ``bench/int8_accuracy.py``'s (2,652 masked residues; top-1 agreement and
 top-5 overlap with fp32 PyTorch, cosine of the mask logits). Its rows are within ~0.1 point of the
-real files where a real file exists (12-bit: 15 differ here, 14-16 in the files).
+real files where a real file exists (12-bit: 15 differ here, 14-16 in the files). Each row also
+gives the mean KL divergence of the int8 mask distribution from fp32's, a smoother measure than the
+count of flipped near-ties.
+
+``--weights W`` quantizes the weights differently: ``BgG`` (symmetric B-bit codes, a scale per output
+channel and G inputs; the default is ``8g64``, what ``bertling compile`` does), optionally per kind
+(``up=4g32,down=4g32``, the rest ``8g64``): what a 4-bit weight mode would cost in accuracy.
+
+``--smooth ALPHA`` first applies SmoothQuant-style per-input-channel smoothing to every product
+(``x / s`` into the product, ``W · s`` quantized; ``s = max|x|^ALPHA / max|W|^(1 - ALPHA)``), with
+``max|x|`` calibrated on 64 random residue sequences (not the evaluated ones): what a compiler could
+do without representative text.
 
     PYTHONPATH=models .venv/bin/python bench/activation_sim.py 'qkv=12,ao=12,up=12,down=12' \\
         'qkv=a7g64,ao=a7g64,up=a7g64,down=12'      # ~5 min a scheme on 2 cores
+    PYTHONPATH=models .venv/bin/python bench/activation_sim.py --smooth 0.5 'qkv=a7g64,ao=a7g64,up=a7g64,down=a7g64'
+    PYTHONPATH=models .venv/bin/python bench/activation_sim.py --weights 4g32 'qkv=12,ao=12,up=12,down=12'
 """
 from __future__ import annotations
 
 import os
+import random
 import sys
 
 import torch
@@ -34,9 +48,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "models"))
 sys.path.insert(0, HERE)
 
 from bertling_models import antiberty  # noqa: E402
-from int8_accuracy import compare, model_mask_logits, torch_logits  # noqa: E402
+from int8_accuracy import compare, model_mask_logits, softmax, torch_logits  # noqa: E402
 
-WEIGHT_GROUP = 64
+WEIGHT_SCHEME = "8g64"
 
 
 def fake_symmetric(x: torch.Tensor, qmax: int, group: int | None) -> torch.Tensor:
@@ -89,31 +103,89 @@ def kind(name: str) -> str:
 
 
 class FakeQuantLinear(torch.nn.Module):
-    def __init__(self, lin: torch.nn.Linear, quantize_input):
+    def __init__(self, lin: torch.nn.Linear, quantize_input, smooth: torch.Tensor | None = None,
+                 weights: str = WEIGHT_SCHEME):
         super().__init__()
         self.bias = lin.bias
-        self.weight = fake_symmetric(lin.weight.data, 127, WEIGHT_GROUP)
+        w = lin.weight.data if smooth is None else lin.weight.data * smooth[None, :]
+        bits, _, group = weights.partition("g")
+        self.weight = fake_symmetric(w, (1 << (int(bits) - 1)) - 1, int(group))
         self.quantize_input = quantize_input
+        self.smooth = smooth
 
     def forward(self, x):
+        if self.smooth is not None:
+            x = x / self.smooth
         if self.quantize_input is not None:
             x = self.quantize_input(x)
         return torch.nn.functional.linear(x, self.weight, self.bias)
 
 
-def build(spec: str):
+def input_maxima(sequences: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Per-input-channel max |x| of every nn.Linear's input over random residue sequences (one mask
+    each), in the fp32 model: the calibration ``--smooth`` uses."""
+    model = antiberty.build_model(antiberty.package_dir()).eval()
+    tok = antiberty.build_tokenizer(os.path.join(antiberty.package_dir(), antiberty.VOCAB))
+    rnd, residues = random.Random(seed), "ACDEFGHIKLMNPQRSTVWY"
+    maxima: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def record(_module, inputs, _output):
+            x = inputs[0].detach().abs().reshape(-1, inputs[0].shape[-1]).amax(0)
+            maxima[name] = torch.maximum(maxima[name], x) if name in maxima else x
+        return record
+
+    hooks = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for _ in range(sequences):
+            ids = tok.encode(antiberty.spaced([rnd.choice(residues) for _ in range(rnd.randint(30, 120))])).ids
+            ids[rnd.randrange(1, len(ids) - 1)] = tok.token_to_id(antiberty.MASK)
+            t = torch.tensor([ids])
+            model(input_ids=t, attention_mask=torch.ones_like(t), token_type_ids=torch.zeros_like(t))
+    for h in hooks:
+        h.remove()
+    return maxima
+
+
+def kinds_spec(spec: str, default: str | None = None) -> dict[str, str]:
+    """``kind=scheme,...`` as a dict; a bare ``scheme`` (with ``default`` given) means every kind."""
+    if default is not None and "=" not in spec:
+        return {k: spec for k in ("qkv", "ao", "up", "down", "other")}
     conf = dict(part.split("=") for part in spec.split(","))
     unknown = set(conf) - {"qkv", "ao", "up", "down", "other"}
     if unknown:
         raise ValueError(f"{spec}: unknown kinds {sorted(unknown)}")
+    return conf
+
+
+def build(spec: str, alpha: float | None = None, maxima: dict | None = None,
+          weights: str = WEIGHT_SCHEME):
+    conf = kinds_spec(spec)
+    wconf = kinds_spec(weights, WEIGHT_SCHEME)
     model = antiberty.build_model(antiberty.package_dir()).eval()
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     for n in names:
         parent, attr = n.rsplit(".", 1)
         parent = model.get_submodule(parent)
         quantize_input = scheme(conf.get(kind(n), conf.get("other", "12")))
-        setattr(parent, attr, FakeQuantLinear(getattr(parent, attr), quantize_input))
+        lin = getattr(parent, attr)
+        smooth = None
+        if alpha is not None and maxima is not None:
+            xm = maxima[n].clamp(min=1e-5)
+            wm = lin.weight.data.abs().amax(0).clamp(min=1e-5)
+            smooth = (xm ** alpha / wm ** (1 - alpha)).clamp(min=1e-5)
+        wscheme = wconf.get(kind(n), WEIGHT_SCHEME)
+        setattr(parent, attr, FakeQuantLinear(lin, quantize_input, smooth, wscheme))
     return model
+
+
+def mean_kl(a, b) -> float:
+    """Mean KL divergence of softmax(a) (int8) from softmax(b) (fp32) over positions."""
+    import numpy as np
+
+    pa, pb = softmax(a), softmax(b)
+    return float((pb * (np.log(pb + 1e-12) - np.log(pa + 1e-12))).sum(1).mean())
 
 
 def main() -> int:
@@ -121,18 +193,33 @@ def main() -> int:
     if not specs or any(s in ("-h", "--help") for s in specs):
         print(__doc__)
         return 0 if specs else 2
+    alpha, weights = None, WEIGHT_SCHEME
+    while specs and specs[0] in ("--smooth", "--weights"):
+        if len(specs) < 3:
+            print(__doc__)
+            return 2
+        if specs[0] == "--smooth":
+            alpha = float(specs[1])
+        else:
+            weights = specs[1]
+        specs = specs[2:]
     for spec in specs:
-        build(spec)  # fail on a bad spec before the long reference run
+        build(spec, weights=weights)  # fail on a bad spec before the long reference run
     torch.set_num_threads(os.cpu_count() or 1)
     positions = antiberty.masked_positions()
     tok = antiberty.build_tokenizer(os.path.join(antiberty.package_dir(), antiberty.VOCAB))
     ids = [tok.encode(p.text).ids for p in positions]
     at = [p.position for p in positions]
     ref = torch_logits('', ids, at)
+    maxima = input_maxima() if alpha is not None else None
     for spec in specs:
-        c = compare(model_mask_logits(build(spec), ids, at), ref)
-        print(f"{spec:40} top-1 {c['top1_agreement'] * 100:.2f}% ({c['top1_disagreements']} differ) "
-              f"top-5 {c['top5_overlap'] * 100:.2f}% cosine min {c['cosine_min']:.6f}", flush=True)
+        got = model_mask_logits(build(spec, alpha, maxima, weights), ids, at)
+        c = compare(got, ref)
+        label = spec + (f" smooth {alpha}" if alpha is not None else "") + (
+            f" weights {weights}" if weights != WEIGHT_SCHEME else "")
+        print(f"{label:40} top-1 {c['top1_agreement'] * 100:.2f}% ({c['top1_disagreements']} differ) "
+              f"top-5 {c['top5_overlap'] * 100:.2f}% cosine min {c['cosine_min']:.6f} "
+              f"KL {mean_kl(got, ref):.2e}", flush=True)
     return 0
 
 
