@@ -269,53 +269,11 @@ pub fn gemm(
     assert!(p0 <= p1 && p1 <= panels(n));
     assert!(rows == 0 || n == 0 || out.len() >= (rows - 1) * ldo + n);
     assert!(ldo >= n);
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: AVX2 and FMA are present; the asserts above bound every access.
+    if let Some(kernel) = simd() {
+        // SAFETY: the kernel's instructions are present (`simd` checked); the asserts above
+        // bound every access.
         unsafe {
-            avx2::gemm(
-                x,
-                x_scale,
-                x_zero,
-                w,
-                w_scale,
-                sums,
-                kp,
-                n,
-                rows,
-                (p0, p1),
-                out,
-                ldo,
-            )
-        };
-        return;
-    }
-    #[cfg(target_arch = "aarch64")]
-    if std::arch::is_aarch64_feature_detected!("dotprod") {
-        // SAFETY: NEON and the dot product are present; the asserts above bound every access.
-        unsafe {
-            neon::gemm_dot(
-                x,
-                x_scale,
-                x_zero,
-                w,
-                w_scale,
-                sums,
-                kp,
-                n,
-                rows,
-                (p0, p1),
-                out,
-                ldo,
-            )
-        };
-        return;
-    }
-    #[cfg(target_arch = "aarch64")]
-    if std::arch::is_aarch64_feature_detected!("neon") {
-        // SAFETY: NEON is present; the asserts above bound every access.
-        unsafe {
-            neon::gemm(
+            kernel(
                 x,
                 x_scale,
                 x_zero,
@@ -346,6 +304,39 @@ pub fn gemm(
         out,
         ldo,
     )
+}
+
+/// A SIMD implementation of [`gemm`]: its arguments, with `k` padded ([`padded_k`]).
+type Simd = unsafe fn(
+    &[u8],
+    &[f32],
+    Option<&[u8]>,
+    &[i8],
+    &[f32],
+    &[i32],
+    usize,
+    usize,
+    usize,
+    (usize, usize),
+    &mut [f32],
+    usize,
+);
+
+/// The SIMD implementation [`gemm`] runs on this CPU, if any (see [`kernel_name`]).
+fn simd() -> Option<Simd> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        return Some(avx2::gemm);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        return Some(neon::gemm_dot);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        return Some(neon::gemm);
+    }
+    None
 }
 
 /// The reference implementation (and the fallback), for codes stored with `offset`; otherwise
@@ -436,12 +427,13 @@ mod avx2 {
             for j in 0..P {
                 let at = j * groups * PANEL + gi * PANEL;
                 let c = _mm256_loadu_si256(sums.add(at) as *const __m256i);
+                // Σw = sums / 64, exactly (sums is 64 · Σw): asymmetric rows take back z · Σw.
+                let c1 = _mm256_srai_epi32(c, 6);
                 let s = _mm256_loadu_ps(ws.add(at));
                 for (i, y) in y.iter_mut().enumerate() {
                     let c = match xz {
-                        // Σw = sums / 64, exactly (sums is 64 · Σw).
                         Some(z) => _mm256_mullo_epi32(
-                            _mm256_srai_epi32(c, 6),
+                            c1,
                             _mm256_set1_epi32(*z.add(i * groups + gi) as i32),
                         ),
                         None => c,
