@@ -157,6 +157,7 @@ impl Model {
         let mut reader = GraphReader::new(section(SectionKind::Tensors)?, &manifest.tensors);
         let mut plan = |kind| -> Result<(TypedModel, TypedSimpleState)> {
             let graph = reader.read_graph(section(kind)?).map_err(graph_err)?;
+            check_format_version(&graph, file.version)?;
             // The load-time rewrites match what tract's decluttering makes of the graph; then the
             // chains they replaced are dropped and tract optimizes the rest.
             let mut optimized = graph.clone().into_decluttered().map_err(graph_err)?;
@@ -574,6 +575,24 @@ fn gather_rows(rows: &[f32], width: usize, positions: &[i64], out: &mut Vec<f32>
 
 /// A [`OutputKind::MaskedLayer`] head must take hidden states `[.., hidden]` and positions
 /// (i64 `[M]`), and return one output.
+/// Refuses a graph whose operators need a newer format than the file's header names (a file
+/// relabelled by hand, or written by a bertling that got the version wrong): their attributes
+/// would be read with a meaning the file's version never had.
+fn check_format_version(graph: &TypedModel, version: u32) -> Result<()> {
+    for node in &graph.nodes {
+        if let Some(op) = node.op_as::<crate::int8::Int8Linear>() {
+            let needs = op.min_format_version();
+            if needs > version {
+                return Err(Error::Inconsistent(format!(
+                    "the file says format {version}, but its int8 product {:?} needs format {needs}",
+                    node.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_layer_head(head: &TypedModel, hidden: usize) -> Result<()> {
     let ok = head.inputs.len() == 2
         && head.outputs.len() == 1

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bertling::format::{FormatError, FORMAT_VERSION};
 use bertling::{Error, Model};
-use bertling_tests::{compiled, fixture_dir, scratch_dir};
+use bertling_tests::{compiled, compiled_int8, compiled_int8_grouped7, fixture_dir, scratch_dir};
 
 fn copy_fixture(arch: &str, name: &str) -> PathBuf {
     let dir = scratch_dir(&format!("bad-{}-{name}", std::process::id()));
@@ -137,6 +137,37 @@ fn model_file_errors() {
         msg.contains(&format!("version {}", FORMAT_VERSION + 1)),
         "{msg}"
     );
+}
+
+/// `bytes` with the header's format version set to `version` (and the header CRC recomputed).
+fn relabelled(bytes: &[u8], version: u32) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32(&b[..60]);
+    b[60..64].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_graph_newer_than_its_header_is_refused() {
+    // Relabelled as format 5, every check before the graph holds (checksums, the manifest's
+    // masked-layer head, which needs 5): a default int8 file still loads (its 12-bit panels need
+    // format 3), a grouped7 file does not (its asymmetric codes need format 6).
+    for arch in ["albert", "distilbert"] {
+        let bytes = std::fs::read(compiled_int8(arch)).unwrap();
+        if let Err(e) = Model::from_bytes(&relabelled(&bytes, 5)) {
+            panic!("{arch} int8 as format 5: {e}");
+        }
+        let bytes = std::fs::read(compiled_int8_grouped7(arch)).unwrap();
+        assert!(Model::from_bytes(&bytes).is_ok(), "{arch} grouped7");
+        match Model::from_bytes(&relabelled(&bytes, 5)) {
+            Err(Error::Inconsistent(msg)) => assert!(
+                msg.contains("says format 5") && msg.contains("needs format 6"),
+                "{msg}"
+            ),
+            other => panic!("{arch} grouped7 as format 5: {other:?}"),
+        }
+    }
 }
 
 fn crc32(bytes: &[u8]) -> u32 {

@@ -112,6 +112,31 @@ impl Int8Linear {
         self.act_group > 0
     }
 
+    /// The oldest model file format that can carry this operator: 2 (8-bit activations, row-major
+    /// weights), 3 (`activation_max` above 127 or panel-packed weights), 4 (`activation_group`) or 6
+    /// (`activation_asymmetric`). The loader refuses a file whose header names an older version
+    /// than its graph needs: the attributes would otherwise be read with a newer meaning than the
+    /// file claims.
+    ///
+    /// ```
+    /// use bertling::int8::{Int8Linear, Layout};
+    /// assert_eq!(Int8Linear::default().min_format_version(), 2);
+    /// let grouped = Int8Linear { layout: Layout::Panels, act_max: 63, act_group: 64, ..Default::default() };
+    /// assert_eq!(grouped.min_format_version(), 4);
+    /// assert_eq!(Int8Linear { asymmetric: true, ..grouped }.min_format_version(), 6);
+    /// ```
+    pub fn min_format_version(&self) -> u32 {
+        if self.asymmetric {
+            6
+        } else if self.grouped() {
+            4
+        } else if self.layout == Layout::Panels || self.act_max != kernel::QMAX as i32 {
+            3
+        } else {
+            2
+        }
+    }
+
     /// Whether it takes `n` inputs: `x`, the codes and the scales, and for grouped operators the
     /// column sums declutter adds.
     fn takes(&self, n: usize) -> bool {
@@ -593,8 +618,22 @@ mod tests {
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([2, 5]))?;
         let codes: Vec<i8> = (0..15).map(|i| (i * 17 % 255 - 127) as i8).collect();
-        let w = model.add_const("w", Tensor::from_shape(&[3, 5], &codes)?)?;
-        let s = model.add_const("s", Tensor::from_shape(&[3], &[0.5f32, 0.25, 2.0])?)?;
+        let (w, s) = if op.layout == Layout::Panels {
+            let (codes, scales) = packed::quantize_weight(
+                &codes.iter().map(|&c| c as f32).collect::<Vec<_>>(),
+                3,
+                5,
+                |s| s,
+            );
+            let w = Tensor::from_shape(&[packed::panels(3), packed::padded_k(5) / 4, 32], &codes)?;
+            let shape = [packed::panels(3), packed::scale_groups(5), packed::PANEL];
+            (w, Tensor::from_shape(&shape, &scales)?)
+        } else {
+            let w = Tensor::from_shape(&[3, 5], &codes)?;
+            (w, Tensor::from_shape(&[3], &[0.5f32, 0.25, 2.0])?)
+        };
+        let w = model.add_const("w", w)?;
+        let s = model.add_const("s", s)?;
         let y = model.wire_node("y", op, &[x, w, s])?;
         model.select_output_outlets(&y)?;
         let nnef = crate::graph::nnef();
@@ -737,7 +776,7 @@ mod tests {
 
     #[test]
     fn the_attributes_survive_a_round_trip() -> TractResult<()> {
-        let op = Int8Linear {
+        let rows = Int8Linear {
             layout: Layout::Rows,
             act_max: 2047,
             channels: 0,
@@ -745,11 +784,27 @@ mod tests {
             asymmetric: false,
             bias: None,
         };
-        let model = round_trip(op.clone(), false)?;
-        assert!(model
-            .nodes
-            .iter()
-            .any(|n| n.op_as::<Int8Linear>() == Some(&op)));
+        let grouped = Int8Linear {
+            layout: Layout::Panels,
+            act_max: a7::ACT_MAX,
+            channels: 3,
+            act_group: a7::ACT_GROUP,
+            asymmetric: false,
+            bias: None,
+        };
+        let asymmetric = Int8Linear {
+            asymmetric: true,
+            ..grouped.clone()
+        };
+        for op in [rows, grouped, asymmetric] {
+            let model = round_trip(op.clone(), false)?;
+            let ops: Vec<&Int8Linear> = model
+                .nodes
+                .iter()
+                .filter_map(|n| n.op_as::<Int8Linear>())
+                .collect();
+            assert_eq!(ops, [&op]);
+        }
         Ok(())
     }
 }
