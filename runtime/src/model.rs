@@ -573,8 +573,6 @@ fn gather_rows(rows: &[f32], width: usize, positions: &[i64], out: &mut Vec<f32>
     }
 }
 
-/// A [`OutputKind::MaskedLayer`] head must take hidden states `[.., hidden]` and positions
-/// (i64 `[M]`), and return one output.
 /// Refuses a graph whose operators need a newer format than the file's header names (a file
 /// relabelled by hand, or written by a bertling that got the version wrong): their attributes
 /// would be read with a meaning the file's version never had.
@@ -583,9 +581,10 @@ fn check_format_version(graph: &TypedModel, version: u32) -> Result<()> {
         if let Some(op) = node.op_as::<crate::int8::Int8Linear>() {
             let needs = op.min_format_version();
             if needs > version {
+                let name = &node.name;
                 return Err(Error::Inconsistent(format!(
-                    "the file says format {version}, but its int8 product {:?} needs format {needs}",
-                    node.name
+                    "the file says format {version}, but its int8 product {name:?} needs format \
+                     {needs}"
                 )));
             }
         }
@@ -593,6 +592,8 @@ fn check_format_version(graph: &TypedModel, version: u32) -> Result<()> {
     Ok(())
 }
 
+/// A [`OutputKind::MaskedLayer`] head must take hidden states `[.., hidden]` and positions
+/// (i64 `[M]`), and return one output.
 fn check_layer_head(head: &TypedModel, hidden: usize) -> Result<()> {
     let ok = head.inputs.len() == 2
         && head.outputs.len() == 1

@@ -113,15 +113,20 @@ impl Int8Linear {
     }
 
     /// The oldest model file format that can carry this operator: 2 (8-bit activations, row-major
-    /// weights), 3 (`activation_max` above 127 or panel-packed weights), 4 (`activation_group`) or 6
-    /// (`activation_asymmetric`). The loader refuses a file whose header names an older version
-    /// than its graph needs: the attributes would otherwise be read with a newer meaning than the
-    /// file claims.
+    /// weights), 3 (`activation_max` other than 127, or panel-packed weights), 4
+    /// (`activation_group`) or 6 (`activation_asymmetric`). The loader refuses a file whose header
+    /// names an older version than its graph needs: the attributes would otherwise be read with a
+    /// newer meaning than the file claims.
     ///
     /// ```
     /// use bertling::int8::{Int8Linear, Layout};
     /// assert_eq!(Int8Linear::default().min_format_version(), 2);
-    /// let grouped = Int8Linear { layout: Layout::Panels, act_max: 63, act_group: 64, ..Default::default() };
+    /// let grouped = Int8Linear {
+    ///     layout: Layout::Panels,
+    ///     act_max: 63,
+    ///     act_group: 64,
+    ///     ..Default::default()
+    /// };
     /// assert_eq!(grouped.min_format_version(), 4);
     /// assert_eq!(Int8Linear { asymmetric: true, ..grouped }.min_format_version(), 6);
     /// ```
