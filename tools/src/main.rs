@@ -38,8 +38,9 @@ enum Command {
         #[arg(long, default_value = "int8", value_parser = compile::parse_precision)]
         precision: bertling::format::Precision,
         /// int8 activations: rows12 (12-bit codes, a scale per token: accurate) or grouped7 (7-bit
-        /// codes, a scale and a zero point per 64 inputs: ~1.3x faster products, less accurate;
-        /// BENCHMARKS.md, "int8 accuracy", has the figures on a real model).
+        /// codes, a scale and a zero point per 64 inputs: less accurate, and faster on some CPUs
+        /// only: ~1.3x on a Zen 3, ~1.2x slower on a first-generation Zen; BENCHMARKS.md has the
+        /// figures, `bertling bench` tells for this CPU).
         #[arg(long, default_value = "rows12", value_parser = compile::parse_activations)]
         int8_activations: compile::Activations,
         /// The smallest cosine similarity of the int8 file's logits to the export's, on a probe

@@ -1,17 +1,20 @@
 //! 7-bit activation codes with a scale per row **and per group of 64 inputs**, against i8 weights
 //! in [`super::packed`]'s panel layout (8 channels x 4 inputs) with their scales per channel and
-//! group of 64 inputs: the faster, less accurate int8 product (`bertling compile
+//! group of 64 inputs: the less accurate int8 product, faster on some CPUs (`bertling compile
 //! --int8-activations grouped7`, format 4).
 //!
 //! **Why.** 7-bit codes, offset to `u = q + 64` in `[1, 127]`, are what AVX2's `vpmaddubsw`
 //! (unsigned x signed bytes, pairs summed in i16) multiplies **without saturating**:
 //! `2 · 127 · 127 < 2¹⁵`. That makes 32 exact multiply-adds three instructions (`vpmaddubsw`,
 //! `vpmaddwd` by ones, `vpaddd`) instead of four for 12-bit codes, and reads the weights' bytes
-//! without widening them: ~1.3x the throughput. NEON multiplies the signed codes directly: one
-//! `sdot` (Armv8.2 dot product, Raspberry Pi 5) where 12-bit codes need two, or `smull`/`smlal`
-//! into i16 (4 products of at most `63 · 127` fit) on the Pi 3 and 4. One scale per 64 inputs keeps
-//! an outlier dimension from coarsening the whole row, but 7 bits stay less accurate than 12 per
-//! row on a real pretrained model (BENCHMARKS.md, "int8 accuracy"), hence not the default.
+//! without widening them: ~1.3x the throughput on a Zen 3. Still two multiplies per 32, though,
+//! so where vector integer multiplies issue on one pipe (a first-generation Zen) the group's
+//! extra work makes it ~1.2x slower than the 12-bit product (BENCHMARKS.md). NEON multiplies the
+//! signed codes directly: one `sdot` (Armv8.2 dot product, Raspberry Pi 5) where 12-bit codes need
+//! two, or `smull`/`smlal` into i16 (4 products of at most `63 · 127` fit) on the Pi 3 and 4. One
+//! scale per 64 inputs keeps an outlier dimension from coarsening the whole row, but 7 bits stay
+//! less accurate than 12 per row on a real pretrained model (BENCHMARKS.md, "int8 accuracy"),
+//! hence not the default.
 //! The offset is taken back exactly with the weights' column sums (`Σ u·w = Σ q·w + 64 · Σ w`),
 //! which depend on the weights alone and are computed once, when the graph is loaded
 //! ([`column_sums`]).
