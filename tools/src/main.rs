@@ -38,7 +38,8 @@ enum Command {
         #[arg(long, default_value = "int8", value_parser = compile::parse_precision)]
         precision: bertling::format::Precision,
         /// int8 activations: rows12 (12-bit codes, a scale per token: accurate) or grouped7 (7-bit
-        /// codes, a scale and a zero point per 64 inputs: less accurate, and faster on some CPUs
+        /// codes, a scale and a zero point per 64 inputs, in the encoder; the head at the masks
+        /// keeps 12-bit codes: less accurate, and faster on some CPUs
         /// only: ~1.3x on a Zen 3, ~1.2x slower on a first-generation Zen; BENCHMARKS.md has the
         /// figures, `bertling bench` tells for this CPU).
         #[arg(long, default_value = "rows12", value_parser = compile::parse_activations)]

@@ -139,7 +139,7 @@ impl GraphBuild {
             Precision::Int8 => embedding_tables(&typed).context("finding the embedding tables")?,
             Precision::F32 => Default::default(),
         };
-        let mut write = |m: &TypedModel| -> Result<Vec<u8>> {
+        let mut write = |m: &TypedModel, activations| -> Result<Vec<u8>> {
             let m = match precision {
                 Precision::F32 => m.clone(),
                 Precision::Int8 => {
@@ -176,11 +176,16 @@ impl GraphBuild {
                 } else {
                     OutputKind::MaskedHead { hidden }
                 };
-                (write(&split.encoder)?, Some((kind, write(&split.head)?)))
+                // The head runs at the masks (the last layer's keys and values aside), so its
+                // products are a small share of the work but all of them feed the answer: they keep
+                // the accurate 12-bit codes whatever the encoder uses.
+                let encoder = write(&split.encoder, activations)?;
+                let head = write(&split.head, super::Activations::Rows12)?;
+                (encoder, Some((kind, head)))
             }
             Err(e) => {
                 tracing::warn!("the vocabulary projection will run at every position: {e:#}");
-                (write(&typed)?, None)
+                (write(&typed, activations)?, None)
             }
         };
         let (tensors, tensor_table) = store.finish();
