@@ -128,11 +128,9 @@ fn model_file_errors() {
         }
     }
     // A newer format version.
-    let mut b = bytes.clone();
-    b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-    let crc = crc32(&b[..60]);
-    b[60..64].copy_from_slice(&crc.to_le_bytes());
-    let msg = Model::from_bytes(&b).unwrap_err().to_string();
+    let msg = Model::from_bytes(&relabelled(&bytes, FORMAT_VERSION + 1))
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains(&format!("version {}", FORMAT_VERSION + 1)),
         "{msg}"

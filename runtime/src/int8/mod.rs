@@ -393,7 +393,8 @@ impl Int8Linear {
             &scratch.i16[..],
             &scratch.scales[..],
         );
-        let zeros = (grouped && self.asymmetric).then_some(&scratch.zeros[..]);
+        // `dims` checked that asymmetric operators are grouped.
+        let zeros = self.asymmetric.then_some(&scratch.zeros[..]);
         // The columns units u0..u1 own.
         let per_unit = match self.layout {
             Layout::Panels => packed::PANEL,

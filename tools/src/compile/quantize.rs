@@ -52,9 +52,9 @@ pub enum Activations {
     Rows12,
     /// 7-bit codes with a scale and a zero point per row and group of 64 inputs
     /// (`bertling::int8::a7`, asymmetric since format 6; the compiler asks for them in the encoder
-    /// graph only, the head's products keep [`Activations::Rows12`]): ~1.3x the throughput of the products on
-    /// a Zen 3 (one `sdot` instead of two on a Pi 5), but ~0.8x on a first-generation Zen, at a
-    /// measured cost in accuracy (BENCHMARKS.md) a user must choose.
+    /// graph only, the head's products keep [`Activations::Rows12`]): ~1.3x the throughput of the
+    /// products on a Zen 3 (one `sdot` instead of two on a Pi 5), but ~0.8x on a first-generation
+    /// Zen, at a measured cost in accuracy (BENCHMARKS.md) a user must choose.
     Grouped7,
 }
 
