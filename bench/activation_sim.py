@@ -37,10 +37,12 @@ do without representative text.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import sys
 
+import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -182,27 +184,17 @@ def build(spec: str, alpha: float | None = None, maxima: dict | None = None,
 
 def mean_kl(a, b) -> float:
     """Mean KL divergence of softmax(a) (int8) from softmax(b) (fp32) over positions."""
-    import numpy as np
-
     pa, pb = softmax(a), softmax(b)
     return float((pb * (np.log(pb + 1e-12) - np.log(pa + 1e-12))).sum(1).mean())
 
 
 def main() -> int:
-    specs = sys.argv[1:]
-    if not specs or any(s in ("-h", "--help") for s in specs):
-        print(__doc__)
-        return 0 if specs else 2
-    alpha, weights = None, WEIGHT_SCHEME
-    while specs and specs[0] in ("--smooth", "--weights"):
-        if len(specs) < 3:
-            print(__doc__)
-            return 2
-        if specs[0] == "--smooth":
-            alpha = float(specs[1])
-        else:
-            weights = specs[1]
-        specs = specs[2:]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("specs", nargs="+", metavar="SCHEME", help="activation schemes per kind of product")
+    ap.add_argument("--smooth", type=float, default=None, metavar="ALPHA", help="SmoothQuant alpha")
+    ap.add_argument("--weights", default=WEIGHT_SCHEME, help="weight codes: BgG, optionally per kind")
+    args = ap.parse_args()
+    specs, alpha, weights = args.specs, args.smooth, args.weights
     for spec in specs:
         build(spec, weights=weights)  # fail on a bad spec before the long reference run
     torch.set_num_threads(os.cpu_count() or 1)
