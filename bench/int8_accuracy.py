@@ -139,9 +139,9 @@ def main() -> int:
     ap.add_argument("--run-bin", default=os.path.join(REPO, "target", "release", "bertling-run"), help="for fill-lines")
     ap.add_argument("--export", default=os.path.join(WORK, "export"))
     ap.add_argument("--work", default=WORK, help="where the model files go")
-    ap.add_argument("--int8-activations", default="rows12", choices=["rows12", "grouped7"],
+    ap.add_argument("--int8-activations", default="rows12", choices=["rows12", "grouped8", "grouped7"],
                     help="bertling compile --int8-activations for the int8 file")
-    ap.add_argument("--json-out", default=None, help="default: <work>/int8_accuracy[-grouped7].json")
+    ap.add_argument("--json-out", default=None, help="default: <work>/int8_accuracy[-grouped8|-grouped7].json")
     ap.add_argument("--limit", type=int, default=0, help="only the first N positions (a quick try)")
     args = ap.parse_args()
 

@@ -35,9 +35,10 @@ pub const MAGIC: [u8; 8] = *b"BERTLNG\0";
 /// a scale per 64 inputs); version 4, its `activation_group` attribute (7-bit activations with a
 /// scale per 64 inputs, [`crate::int8::a7`]); version 5, [`OutputKind::MaskedLayer`] (the last
 /// encoder layer run at the masks); version 6, the `activation_asymmetric` attribute (7-bit codes
-/// with a zero point per 64 inputs). Version 1 to 5 files have the same layout and manifest and
-/// still load.
-pub const FORMAT_VERSION: u32 = 6;
+/// with a zero point per 64 inputs); version 7, grouped operators with `activation_max` 127
+/// (8-bit asymmetric codes per 64 inputs, [`crate::int8::a8`]). Version 1 to 6 files have the same
+/// layout and manifest and still load.
+pub const FORMAT_VERSION: u32 = 7;
 /// The oldest format version this crate reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the fixed header.

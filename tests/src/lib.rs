@@ -49,11 +49,17 @@ pub fn compiled_int8_grouped7(arch: &str) -> PathBuf {
     compiled_as(arch, Precision::Int8, Activations::Grouped7)
 }
 
+/// The fixture compiled to int8 with `--int8-activations grouped8` (once per test process).
+pub fn compiled_int8_grouped8(arch: &str) -> PathBuf {
+    compiled_as(arch, Precision::Int8, Activations::Grouped8)
+}
+
 fn compiled_as(arch: &str, precision: Precision, activations: Activations) -> PathBuf {
     let _guard = COMPILE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let tag = match activations {
         Activations::Rows12 => "",
         Activations::Grouped7 => ".grouped7",
+        Activations::Grouped8 => ".grouped8",
     };
     let out = compiled_dir().join(format!("{arch}.{precision}{tag}.bertling"));
     if !out.exists() {
@@ -65,7 +71,9 @@ fn compiled_as(arch: &str, precision: Precision, activations: Activations) -> Pa
             // files keep the compiler's own guard.
             min_int8_cosine: match activations {
                 Activations::Grouped7 => 0.95,
-                Activations::Rows12 => bertling_tools::compile::Options::default().min_int8_cosine,
+                Activations::Rows12 | Activations::Grouped8 => {
+                    bertling_tools::compile::Options::default().min_int8_cosine
+                }
             },
         };
         bertling_tools::compile::compile_with(&fixture_dir(arch), &out, &options)

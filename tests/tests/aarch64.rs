@@ -20,7 +20,8 @@ use std::process::{Command, Stdio};
 
 use bertling::Model;
 use bertling_tests::{
-    compiled, compiled_int8, compiled_int8_grouped7, references, repo_root, References, ARCHS,
+    compiled, compiled_int8, compiled_int8_grouped7, compiled_int8_grouped8, references, repo_root,
+    References, ARCHS,
 };
 use serde::Deserialize;
 
@@ -33,6 +34,8 @@ const INT8_LOGIT_TOLERANCE: f32 = 2e-2;
 /// largest value, so a neighbouring code moves a logit more: observed 2e-6 on ALBERT and DistilBERT
 /// (no value on an edge) and 0.29 on BERT (one), on these hidden-32 fixtures.
 const GROUPED7_LOGIT_TOLERANCE: f32 = 0.5;
+/// `--int8-activations grouped8` files: a code step is 1/255 of its group's range.
+const GROUPED8_LOGIT_TOLERANCE: f32 = 0.2;
 
 /// A qemu CPU model and what a Raspberry Pi with that core offers.
 struct Cpu {
@@ -42,6 +45,8 @@ struct Cpu {
     bertling_int8_kernel: &'static str,
     /// The one `--int8-activations grouped7` files run.
     grouped7_kernel: &'static str,
+    /// The one `--int8-activations grouped8` files run.
+    grouped8_kernel: &'static str,
     /// The `CPU part` tract is told (`TRACT_CPU_AARCH64_OVERRIDE_CPU_PART`): qemu-user 7.2 shows
     /// the host's `/proc/cpuinfo`, where tract finds none and falls back to its generic kernels.
     cpu_part: Option<&'static str>,
@@ -54,6 +59,7 @@ const PI3: Cpu = Cpu {
     dotprod: false,
     bertling_int8_kernel: "bertling_panel_neon",
     grouped7_kernel: "bertling_a7_neon",
+    grouped8_kernel: "bertling_a8_neon",
     cpu_part: Some("0xd03"),
     f32_kernel_suffix: Some("_a53"),
 };
@@ -63,6 +69,7 @@ const PI4: Cpu = Cpu {
     dotprod: false,
     bertling_int8_kernel: "bertling_panel_neon",
     grouped7_kernel: "bertling_a7_neon",
+    grouped8_kernel: "bertling_a8_neon",
     cpu_part: None,
     f32_kernel_suffix: None,
 };
@@ -71,6 +78,7 @@ const PI5: Cpu = Cpu {
     dotprod: true,
     bertling_int8_kernel: "bertling_panel_neon_dot",
     grouped7_kernel: "bertling_a7_neon_dot",
+    grouped8_kernel: "bertling_a8_neon_dot",
     cpu_part: None,
     f32_kernel_suffix: None,
 };
@@ -209,16 +217,21 @@ fn parity(cpu: &Cpu) {
 
 /// int8 files: the same top-5 as on x86 for every mask (near ties may swap), logits close.
 fn parity_int8(cpu: &Cpu) {
-    for (arch, path) in ARCHS
-        .iter()
-        .flat_map(|a| [(*a, compiled_int8(a)), (*a, compiled_int8_grouped7(a))])
-    {
+    for (arch, path) in ARCHS.iter().flat_map(|a| {
+        [
+            (*a, compiled_int8(a)),
+            (*a, compiled_int8_grouped8(a)),
+            (*a, compiled_int8_grouped7(a)),
+        ]
+    }) {
         let refs = references(arch);
         let lines = fill_lines(cpu, &path, &refs);
         let mut x86 = Model::load(&path).expect("load on x86");
-        let grouped7 = path.to_string_lossy().contains("grouped7");
-        let tolerance = if grouped7 {
+        let name = path.to_string_lossy();
+        let tolerance = if name.contains("grouped7") {
             GROUPED7_LOGIT_TOLERANCE
+        } else if name.contains("grouped8") {
+            GROUPED8_LOGIT_TOLERANCE
         } else {
             INT8_LOGIT_TOLERANCE
         };
@@ -351,6 +364,14 @@ fn kernels(cpu: &Cpu) {
             "{at} int8 grouped7: {:?} lacks {}",
             info.kernels,
             cpu.grouped7_kernel
+        );
+        let path = compiled_int8_grouped8(arch);
+        let info = info_of(cpu, &path);
+        assert!(
+            info.kernels.iter().any(|k| k == cpu.grouped8_kernel),
+            "{at} int8 grouped8: {:?} lacks {}",
+            info.kernels,
+            cpu.grouped8_kernel
         );
     }
 }

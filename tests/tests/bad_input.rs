@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use bertling::format::{FormatError, FORMAT_VERSION};
 use bertling::{Error, Model};
-use bertling_tests::{compiled, compiled_int8, compiled_int8_grouped7, fixture_dir, scratch_dir};
+use bertling_tests::{
+    compiled, compiled_int8, compiled_int8_grouped7, compiled_int8_grouped8, fixture_dir,
+    scratch_dir,
+};
 
 fn copy_fixture(arch: &str, name: &str) -> PathBuf {
     let dir = scratch_dir(&format!("bad-{}-{name}", std::process::id()));
@@ -164,6 +167,20 @@ fn a_graph_newer_than_its_header_is_refused() {
                 "{msg}"
             ),
             other => panic!("{arch} grouped7 as format 5: {other:?}"),
+        }
+        // Format 6 knew asymmetric 7-bit codes, not 8-bit ones.
+        let bytes = std::fs::read(compiled_int8_grouped8(arch)).unwrap();
+        assert!(Model::from_bytes(&bytes).is_ok(), "{arch} grouped8");
+        assert!(
+            Model::from_bytes(&relabelled(&bytes, 7)).is_ok(),
+            "{arch} grouped8 as 7"
+        );
+        match Model::from_bytes(&relabelled(&bytes, 6)) {
+            Err(Error::Inconsistent(msg)) => assert!(
+                msg.contains("says format 6") && msg.contains("needs format 7"),
+                "{msg}"
+            ),
+            other => panic!("{arch} grouped8 as format 6: {other:?}"),
         }
     }
 }

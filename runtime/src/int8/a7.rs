@@ -153,40 +153,66 @@ pub fn quantize_rows_asymmetric(
     scales: &mut [f32],
     zeros: &mut [u8],
 ) {
-    let (kp, g) = (padded_k(k), groups(k));
     let mid = SYMMETRIC_ZERO;
-    let store = |u: u8| u.wrapping_sub(mid).wrapping_add(offset);
-    for (((row, out), sc), zs) in x
-        .chunks_exact(k)
-        .zip(codes.chunks_exact_mut(kp))
-        .zip(scales.chunks_exact_mut(g))
-        .zip(zeros.chunks_exact_mut(g))
-    {
-        out[k..].fill(store(mid));
-        for (((part, o), s), z) in row
-            .chunks(ACT_GROUP)
-            .zip(out.chunks_mut(ACT_GROUP))
-            .zip(sc.iter_mut())
-            .zip(zs.iter_mut())
-        {
+    let store = |u: u8, _z: u8| u.wrapping_sub(mid).wrapping_add(offset);
+    quantize_asymmetric(x, k, mid, padded_k(k), codes, scales, zeros, store, None);
+}
+
+/// The asymmetric quantizer behind [`quantize_rows_asymmetric`] and
+/// [`super::a8::quantize_rows`]: `2 · mid − 1` levels per group (127 for 7-bit codes, 255 for
+/// 8-bit ones), each code written as `store(u, z)` into rows of `stride` codes (padding:
+/// `store(mid, mid)`), and `z` into `zeros` unless it is empty. `simd`, if given, writes a group's
+/// codes instead of the scalar loop, with the same results: `simd(part, (1 / step, z as f32,
+/// levels), out)` (see [`super::a8`]).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn quantize_asymmetric<T: Copy>(
+    x: &[f32],
+    k: usize,
+    mid: u8,
+    stride: usize,
+    codes: &mut [T],
+    scales: &mut [f32],
+    zeros: &mut [u8],
+    store: impl Fn(u8, u8) -> T,
+    simd: Option<&dyn Fn(&[f32], (f32, f32, f32), &mut [T])>,
+) {
+    let g = groups(k);
+    let levels = 2.0 * mid as f32 - 1.0;
+    let rows = x.len() / k.max(1);
+    for m in 0..rows {
+        let (row, out) = (
+            &x[m * k..(m + 1) * k],
+            &mut codes[m * stride..(m + 1) * stride],
+        );
+        out[k..].fill(store(mid, mid));
+        for gi in 0..g {
+            let (k0, k1) = (gi * ACT_GROUP, ((gi + 1) * ACT_GROUP).min(k));
+            let (part, o) = (&row[k0..k1], &mut out[k0..k1]);
             let (lo, hi) = min_max(part);
-            let o = &mut o[..part.len()];
             let range = hi - lo;
-            if !range.is_finite() || range == 0.0 {
+            let (s, z) = if !range.is_finite() || range == 0.0 {
                 // NaN/inf (NaN scale) or all zeros (scale 0): every code at the zero point.
-                o.fill(store(mid));
-                *z = mid;
-                *s = if range.is_finite() { 0.0 } else { f32::NAN };
-                continue;
+                o.fill(store(mid, mid));
+                (if range.is_finite() { 0.0 } else { f32::NAN }, mid)
+            } else {
+                let inv = levels / range;
+                let zero = (-lo * inv).round_ties_even().clamp(0.0, levels);
+                let z = zero as u8;
+                match simd {
+                    Some(simd) => simd(part, (inv, zero, levels), o),
+                    None => {
+                        for (o, v) in o.iter_mut().zip(part) {
+                            let u = ((v * inv).round_ties_even() + zero).clamp(0.0, levels);
+                            *o = store(u as u8, z);
+                        }
+                    }
+                }
+                (range / levels, z)
+            };
+            scales[m * g + gi] = s;
+            if !zeros.is_empty() {
+                zeros[m * g + gi] = z;
             }
-            let inv = 127.0 / range;
-            let zero = (-lo * inv).round_ties_even().clamp(0.0, 127.0);
-            for (o, v) in o.iter_mut().zip(part) {
-                let u = ((v * inv).round_ties_even() + zero).clamp(0.0, 127.0);
-                *o = store(u as u8);
-            }
-            *z = zero as u8;
-            *s = range / 127.0;
         }
     }
 }
@@ -222,12 +248,25 @@ fn min_max(v: &[f32]) -> (f32, f32) {
 pub fn column_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
     let (kp, g) = (padded_k(k), groups(k));
     let mut sums = vec![0i32; panels(n) * g * PANEL];
-    for c in 0..panels(n) * PANEL {
-        for t in 0..kp {
-            let code = w[packed_index(c, t, kp)] as i32;
-            sums[scale_index(c, t / ACT_GROUP, g)] += AVX2_OFFSET as i32 * code;
+    // In storage order: a panel's blocks of 4 inputs x 8 channels, one pass over the bytes.
+    for (p, panel) in w[..panels(n) * PANEL * kp]
+        .chunks_exact(PANEL * kp)
+        .enumerate()
+    {
+        for (t4, block) in panel.chunks_exact(PANEL * 4).enumerate() {
+            let at = scale_index(p * PANEL, t4 * 4 / ACT_GROUP, g);
+            for (s, codes) in sums[at..at + PANEL].iter_mut().zip(block.chunks_exact(4)) {
+                *s += AVX2_OFFSET as i32 * codes.iter().map(|&c| c as i32).sum::<i32>();
+            }
         }
     }
+    debug_assert!((0..panels(n) * PANEL).all(|c| {
+        (0..g).all(|gi| {
+            let t = gi * ACT_GROUP..((gi + 1) * ACT_GROUP).min(kp);
+            let want: i32 = t.map(|t| w[packed_index(c, t, kp)] as i32).sum();
+            sums[scale_index(c, gi, g)] == AVX2_OFFSET as i32 * want
+        })
+    }));
     sums
 }
 
@@ -355,6 +394,32 @@ pub fn portable(
     k: usize,
     n: usize,
     rows: usize,
+    panels: (usize, usize),
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let codes = (x, offset, SYMMETRIC_ZERO);
+    portable_mid(
+        codes,
+        x_scale,
+        x_zero,
+        (w, w_scale),
+        (k, n, rows),
+        panels,
+        out,
+        ldo,
+    )
+}
+
+/// [`portable`] for codes stored as `q = u − mid` (plus `offset`, wrapping): the definition of
+/// [`gemm`] with `S_g = Σ (q + mid − z) · w`, for 7-bit (`mid` 64) and 8-bit (`mid` 128) codes.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn portable_mid(
+    (x, offset, mid): (&[u8], u8, u8),
+    x_scale: &[f32],
+    x_zero: Option<&[u8]>,
+    (w, w_scale): (&[i8], &[f32]),
+    (k, n, rows): (usize, usize, usize),
     (p0, p1): (usize, usize),
     out: &mut [f32],
     ldo: usize,
@@ -365,11 +430,11 @@ pub fn portable(
         for c in p0 * PANEL..(p1 * PANEL).min(n) {
             let mut y = 0f32;
             for gi in 0..g {
-                let z = x_zero.map_or(SYMMETRIC_ZERO, |z| z[m * g + gi]) as i32;
+                let z = x_zero.map_or(mid, |z| z[m * g + gi]) as i32;
                 let sum: i32 = (gi * ACT_GROUP..((gi + 1) * ACT_GROUP).min(kp))
                     .map(|t| {
                         let q = xr[t].wrapping_sub(offset) as i8 as i32;
-                        (q + SYMMETRIC_ZERO as i32 - z) * w[packed_index(c, t, kp)] as i32
+                        (q + mid as i32 - z) * w[packed_index(c, t, kp)] as i32
                     })
                     .sum();
                 let s = w_scale[scale_index(c, gi, g)] * x_scale[m * g + gi];
@@ -381,7 +446,7 @@ pub fn portable(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     //! Per group of 4 `k`: each panel's 32 bytes (8 channels x 4 codes) as they are, the row's 4
     //! codes broadcast, `vpmaddubsw` (pairs of products in i16, exact) then `vpmaddwd` by ones (the
     //! 4 products of a channel in i32); 6 rows x 2 panels a tile, 12 accumulators. Per group of 64:
@@ -392,9 +457,15 @@ mod avx2 {
 
     const MR: usize = 6;
 
+    /// How [`tile`] multiplies: `vpmaddubsw` + `vpmaddwd` by ones (AVX2, 7-bit codes), or one
+    /// `vpdpbusd` (any unsigned byte: AVX512-VNNI with VL, or AVX-VNNI).
+    pub(in super::super) const MADDUBS: u8 = 0;
+    pub(in super::super) const DPBUSD_512: u8 = 1;
+    pub(in super::super) const DPBUSD_AVX: u8 = 2;
+
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const R: usize, const P: usize>(
+    unsafe fn tile<const R: usize, const P: usize, const DOT: u8>(
         x: *const u8,
         xs: *const f32,
         xz: Option<*const u8>,
@@ -421,8 +492,14 @@ mod avx2 {
                 for (i, a) in acc.iter_mut().enumerate() {
                     let xv = _mm256_set1_epi32((x.add(i * kp + g) as *const i32).read_unaligned());
                     for (a, v) in a.iter_mut().zip(&wv) {
-                        let pairs = _mm256_maddubs_epi16(xv, *v);
-                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones));
+                        *a = match DOT {
+                            DPBUSD_512 => _mm256_dpbusd_epi32(*a, xv, *v),
+                            DPBUSD_AVX => _mm256_dpbusd_avx_epi32(*a, xv, *v),
+                            _ => {
+                                let pairs = _mm256_maddubs_epi16(xv, *v);
+                                _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones))
+                            }
+                        };
                     }
                 }
                 g += 4;
@@ -462,62 +539,70 @@ mod avx2 {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm(
-        x: &[u8],
-        x_scale: &[f32],
-        x_zero: Option<&[u8]>,
-        w: &[i8],
-        w_scale: &[f32],
-        sums: &[i32],
-        kp: usize,
-        n: usize,
-        rows: usize,
-        panels: (usize, usize),
-        out: &mut [f32],
-        ldo: usize,
-    ) {
-        let groups = kp.div_ceil(ACT_GROUP);
-        let (xp, xsp, wp, wsp, sp) = (
-            x.as_ptr(),
-            x_scale.as_ptr(),
-            w.as_ptr(),
-            w_scale.as_ptr(),
-            sums.as_ptr(),
-        );
-        super::super::packed::tiles::<MR, 2>(kp, rows, panels, |m, r, p, np| {
-            let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
-            let xz = x_zero.map(|z| z.as_ptr().add(m * groups));
-            let (w, ws, s) = (
-                wp.add(p * PANEL * kp),
-                wsp.add(p * groups * PANEL),
-                sp.add(p * groups * PANEL),
-            );
-            let at = (m, p, n);
-            macro_rules! go {
-                ($r:literal) => {
-                    if np == 2 {
-                        tile::<$r, 2>(x, xs, xz, w, ws, s, kp, at, out, ldo)
-                    } else {
-                        tile::<$r, 1>(x, xs, xz, w, ws, s, kp, at, out, ldo)
+    macro_rules! driver {
+        ($name:ident, $feature:literal, $dot:expr) => {
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feature)]
+            pub unsafe fn $name(
+                x: &[u8],
+                x_scale: &[f32],
+                x_zero: Option<&[u8]>,
+                w: &[i8],
+                w_scale: &[f32],
+                sums: &[i32],
+                kp: usize,
+                n: usize,
+                rows: usize,
+                panels: (usize, usize),
+                out: &mut [f32],
+                ldo: usize,
+            ) {
+                let groups = kp.div_ceil(ACT_GROUP);
+                let (xp, xsp, wp, wsp, sp) = (
+                    x.as_ptr(),
+                    x_scale.as_ptr(),
+                    w.as_ptr(),
+                    w_scale.as_ptr(),
+                    sums.as_ptr(),
+                );
+                super::super::packed::tiles::<MR, 2>(kp, rows, panels, |m, r, p, np| {
+                    let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
+                    let xz = x_zero.map(|z| z.as_ptr().add(m * groups));
+                    let (w, ws, s) = (
+                        wp.add(p * PANEL * kp),
+                        wsp.add(p * groups * PANEL),
+                        sp.add(p * groups * PANEL),
+                    );
+                    let at = (m, p, n);
+                    macro_rules! go {
+                        ($r:literal) => {
+                            if np == 2 {
+                                tile::<$r, 2, { $dot }>(x, xs, xz, w, ws, s, kp, at, out, ldo)
+                            } else {
+                                tile::<$r, 1, { $dot }>(x, xs, xz, w, ws, s, kp, at, out, ldo)
+                            }
+                        };
                     }
-                };
+                    match r {
+                        6 => go!(6),
+                        5 => go!(5),
+                        4 => go!(4),
+                        3 => go!(3),
+                        2 => go!(2),
+                        _ => go!(1),
+                    }
+                });
             }
-            match r {
-                6 => go!(6),
-                5 => go!(5),
-                4 => go!(4),
-                3 => go!(3),
-                2 => go!(2),
-                _ => go!(1),
-            }
-        });
+        };
     }
+
+    driver!(gemm, "avx2,fma", MADDUBS);
+    driver!(gemm_vnni512, "avx2,fma,avx512vnni,avx512vl", DPBUSD_512);
+    driver!(gemm_avxvnni, "avx2,fma,avxvnni", DPBUSD_AVX);
 }
 
 #[cfg(target_arch = "aarch64")]
-mod neon {
+pub(super) mod neon {
     //! Signed codes (offset 0). Without the dot product: per group of 4 `k`, `ld4` splits a
     //! panel's 32 bytes into 4 vectors of 8 channels (one per `k`); `smull` + 3 `smlal` by the row's
     //! broadcast codes sum the 4 products in i16 (`4 · 63 · 127 < 2¹⁵`), `saddw` into two i32x4
@@ -528,9 +613,9 @@ mod neon {
     use std::arch::aarch64::*;
 
     /// `y += sum · (ws · xs)` for a row's 8 channels, after taking back an asymmetric zero point
-    /// `z` (`sum += (64 − z) · Σw`, from the stored `64 · Σw` at `sums`).
+    /// `z` (`sum += (MID − z) · Σw`, from the stored `64 · Σw` at `sums`).
     #[inline(always)]
-    unsafe fn fma_group(
+    unsafe fn fma_group<const MID: i32>(
         y: &mut [float32x4_t; 2],
         mut s: [int32x4_t; 2],
         (ws, sums): (*const f32, *const i32),
@@ -538,7 +623,7 @@ mod neon {
         z: Option<u8>,
     ) {
         if let Some(z) = z {
-            let d = super::SYMMETRIC_ZERO as i32 - z as i32;
+            let d = MID - z as i32;
             s[0] = vmlaq_n_s32(s[0], vshrq_n_s32::<6>(vld1q_s32(sums)), d);
             s[1] = vmlaq_n_s32(s[1], vshrq_n_s32::<6>(vld1q_s32(sums.add(4))), d);
         }
@@ -565,7 +650,7 @@ mod neon {
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const R: usize>(
+    unsafe fn tile<const R: usize, const MID: i32>(
         x: *const i8,
         (xs, xz): (*const f32, Option<*const u8>),
         w: *const i8,
@@ -587,7 +672,14 @@ mod neon {
                     let xr = x.add(i * kp + g);
                     let mut s = vmull_s8(b.0, vdup_n_s8(*xr));
                     s = vmlal_s8(s, b.1, vdup_n_s8(*xr.add(1)));
-                    s = vmlal_s8(s, b.2, vdup_n_s8(*xr.add(2)));
+                    if MID > 64 {
+                        // 8-bit codes: two products of at most 128 · 127 fit an i16, not four.
+                        a[0] = vaddw_s16(a[0], vget_low_s16(s));
+                        a[1] = vaddw_high_s16(a[1], s);
+                        s = vmull_s8(b.2, vdup_n_s8(*xr.add(2)));
+                    } else {
+                        s = vmlal_s8(s, b.2, vdup_n_s8(*xr.add(2)));
+                    }
                     s = vmlal_s8(s, b.3, vdup_n_s8(*xr.add(3)));
                     a[0] = vaddw_s16(a[0], vget_low_s16(s));
                     a[1] = vaddw_high_s16(a[1], s);
@@ -597,7 +689,7 @@ mod neon {
             for (i, (a, y)) in acc.iter().zip(y.iter_mut()).enumerate() {
                 let at = (ws.add(gi * PANEL), sums.add(gi * PANEL));
                 let z = xz.map(|z| *z.add(i * groups + gi));
-                fma_group(y, *a, at, *xs.add(i * groups + gi), z);
+                fma_group::<MID>(y, *a, at, *xs.add(i * groups + gi), z);
             }
         }
         store::<R>(&y, at, out, ldo);
@@ -605,7 +697,7 @@ mod neon {
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_dot<const R: usize>(
+    unsafe fn tile_dot<const R: usize, const MID: i32>(
         x: *const i8,
         (xs, xz): (*const f32, Option<*const u8>),
         w: *const i8,
@@ -640,14 +732,14 @@ mod neon {
             for (i, (a, y)) in acc.iter().zip(y.iter_mut()).enumerate() {
                 let at = (ws.add(gi * PANEL), sums.add(gi * PANEL));
                 let z = xz.map(|z| *z.add(i * groups + gi));
-                fma_group(y, *a, at, *xs.add(i * groups + gi), z);
+                fma_group::<MID>(y, *a, at, *xs.add(i * groups + gi), z);
             }
         }
         store::<R>(&y, at, out, ldo);
     }
 
     macro_rules! driver {
-        ($name:ident, $feature:literal, $tile:ident, $mr:literal, [$($r:literal),*]) => {
+        ($name:ident, $feature:literal, $tile:ident, $mid:literal, $mr:literal, [$($r:literal),*]) => {
             #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $feature)]
             pub unsafe fn $name(
@@ -674,16 +766,18 @@ mod neon {
                     let ws = (wsp.add(p * groups * PANEL), sums.as_ptr().add(p * groups * PANEL));
                     let at = (m, p, n);
                     match r {
-                        $($r => $tile::<$r>(x, xs, w, ws, kp, at, out, ldo),)*
-                        _ => $tile::<1>(x, xs, w, ws, kp, at, out, ldo),
+                        $($r => $tile::<$r, $mid>(x, xs, w, ws, kp, at, out, ldo),)*
+                        _ => $tile::<1, $mid>(x, xs, w, ws, kp, at, out, ldo),
                     }
                 });
             }
         };
     }
 
-    driver!(gemm, "neon", tile, 4, [4, 3, 2]);
-    driver!(gemm_dot, "neon,dotprod", tile_dot, 6, [6, 5, 4, 3, 2]);
+    driver!(gemm, "neon", tile, 64, 4, [4, 3, 2]);
+    driver!(gemm_dot, "neon,dotprod", tile_dot, 64, 6, [6, 5, 4, 3, 2]);
+    driver!(gemm8, "neon", tile, 128, 4, [4, 3, 2]);
+    driver!(gemm8_dot, "neon,dotprod", tile_dot, 128, 6, [6, 5, 4, 3, 2]);
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //!    format 3 files ([`wide::act_max`] bounds it so no i32 sum can overflow); format 4's grouped
 //!    operators (`activation_group` 64, [`a7`]) give each group of 64 inputs its own scale and
 //!    7-bit codes (`qmax` 63), and format 6's `activation_asymmetric` ones also a zero point (128
-//!    codes between the group's minimum and maximum);
+//!    codes between the group's minimum and maximum); format 7's asymmetric groups with
+//!    `activation_max` 127 have 256 codes ([`a8`]: what integer dot products take);
 //! 2. `Σ_k` of code products is computed exactly in i32 by bertling's kernels (AVX2, NEON or
 //!    portable: identical sums on every CPU);
 //! 3. the sum is scaled back by the row's and the channel's scales.
@@ -25,6 +26,7 @@
 //! its f32 one on AVX2 (tract 0.23.9), which is why bertling carries its own kernels.
 
 pub mod a7;
+pub mod a8;
 pub mod fold;
 pub mod kernel;
 pub mod packed;
@@ -107,14 +109,21 @@ impl Default for Int8Linear {
 }
 
 impl Int8Linear {
-    /// Whether this operator runs [`a7`]'s kernels (7-bit activations per group).
+    /// Whether this operator quantizes activations per group of 64 inputs: [`a7`]'s 7-bit codes
+    /// or [`a8`]'s 8-bit ones.
     pub fn grouped(&self) -> bool {
         self.act_group > 0
     }
 
+    /// Whether this operator runs [`a8`]'s kernels (8-bit asymmetric activations per group).
+    pub fn grouped8(&self) -> bool {
+        self.grouped() && self.act_max == a8::ACT_MAX
+    }
+
     /// The oldest model file format that can carry this operator: 2 (8-bit activations, row-major
     /// weights), 3 (`activation_max` other than 127, or panel-packed weights), 4
-    /// (`activation_group`) or 6 (`activation_asymmetric`). The loader refuses a file whose header
+    /// (`activation_group`), 6 (`activation_asymmetric`) or 7 (grouped with `activation_max` 127:
+    /// 8-bit codes, [`a8`]). The loader refuses a file whose header
     /// names an older version than its graph needs: the attributes would otherwise be read with a
     /// newer meaning than the file claims.
     ///
@@ -128,10 +137,14 @@ impl Int8Linear {
     ///     ..Default::default()
     /// };
     /// assert_eq!(grouped.min_format_version(), 4);
-    /// assert_eq!(Int8Linear { asymmetric: true, ..grouped }.min_format_version(), 6);
+    /// let asymmetric = Int8Linear { asymmetric: true, ..grouped };
+    /// assert_eq!(asymmetric.min_format_version(), 6);
+    /// assert_eq!(Int8Linear { act_max: 127, ..asymmetric }.min_format_version(), 7);
     /// ```
     pub fn min_format_version(&self) -> u32 {
-        if self.asymmetric {
+        if self.grouped8() {
+            7
+        } else if self.asymmetric {
             6
         } else if self.grouped() {
             4
@@ -150,6 +163,9 @@ impl Int8Linear {
 
     /// The kernel this operator runs on this CPU.
     pub fn kernel_name(&self) -> &'static str {
+        if self.grouped8() {
+            return a8::kernel_name();
+        }
         if self.grouped() {
             return a7::kernel_name();
         }
@@ -200,14 +216,17 @@ impl Int8Linear {
             ensure!(
                 self.layout == Layout::Panels
                     && self.act_group == a7::ACT_GROUP
-                    && self.act_max == a7::ACT_MAX,
+                    && (self.act_max == a7::ACT_MAX
+                        || (self.act_max == a8::ACT_MAX && self.asymmetric)),
                 "Int8Linear: activation groups of {} need panel weights, groups of {} and \
-                 activation_max {} (got {:?}, activation_max {})",
+                 activation_max {} (or {} with asymmetric codes) (got {:?}, activation_max {}{})",
                 self.act_group,
                 a7::ACT_GROUP,
                 a7::ACT_MAX,
+                a8::ACT_MAX,
                 self.layout,
-                self.act_max
+                self.act_max,
+                if self.asymmetric { ", asymmetric" } else { "" }
             );
         }
         ensure!(
@@ -355,9 +374,23 @@ impl Int8Linear {
     ) {
         scratch.scales.resize(rows, 0.0);
         let narrow = self.layout == Layout::Rows && self.act_max <= kernel::QMAX as i32;
-        let grouped = self.grouped();
+        let (grouped, grouped8) = (self.grouped(), self.grouped8());
         // Units the work is split in: panels of 8 channels, or blocks of 4 rows of weights.
         let units = match self.layout {
+            Layout::Panels if grouped8 => {
+                scratch.scales.resize(rows * a8::groups(k), 0.0);
+                if a8::wide_codes() {
+                    scratch.i16.resize(rows * packed::padded_k(k), 0);
+                    a8::quantize_rows_wide(x, k, &mut scratch.i16, &mut scratch.scales);
+                } else {
+                    scratch.u8.resize(rows * packed::padded_k(k), 0);
+                    scratch.zeros.resize(rows * a8::groups(k), 0);
+                    let (codes, scales) = (&mut scratch.u8, &mut scratch.scales);
+                    let offset = a8::code_offset();
+                    a8::quantize_rows(x, k, offset, codes, scales, &mut scratch.zeros);
+                }
+                packed::panels(n)
+            }
             Layout::Panels if grouped => {
                 scratch.u8.resize(rows * packed::padded_k(k), 0);
                 scratch.scales.resize(rows * a7::groups(k), 0.0);
@@ -395,6 +428,10 @@ impl Int8Linear {
         );
         // `dims` checked that asymmetric operators are grouped.
         let zeros = self.asymmetric.then_some(&scratch.zeros[..]);
+        let codes8 = match a8::wide_codes() {
+            true => a8::Codes::Wide(c16),
+            false => a8::Codes::Bytes(cu8, &scratch.zeros),
+        };
         // The columns units u0..u1 own.
         let per_unit = match self.layout {
             Layout::Panels => packed::PANEL,
@@ -404,6 +441,9 @@ impl Int8Linear {
         // Units u0..u1 into the output behind `ptr`, then their bias.
         let part = |(u0, u1): (usize, usize), y: &mut [f32]| {
             match self.layout {
+                Layout::Panels if grouped8 => {
+                    a8::gemm(codes8, xs, w, scales, sums, k, n, rows, (u0, u1), y, n)
+                }
                 Layout::Panels if grouped => {
                     a7::gemm(cu8, xs, zeros, w, scales, sums, k, n, rows, (u0, u1), y, n)
                 }

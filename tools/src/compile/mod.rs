@@ -49,13 +49,14 @@ pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
     }
 }
 
-/// Parses an `--int8-activations` value: `grouped7` or `rows12`.
+/// Parses an `--int8-activations` value: `rows12`, `grouped8` or `grouped7`.
 pub fn parse_activations(s: &str) -> std::result::Result<Activations, String> {
     match s.to_ascii_lowercase().as_str() {
         "grouped7" => Ok(Activations::Grouped7),
+        "grouped8" => Ok(Activations::Grouped8),
         "rows12" => Ok(Activations::Rows12),
         _ => Err(format!(
-            "unknown int8 activations '{s}': use grouped7 or rows12"
+            "unknown int8 activations '{s}': use rows12, grouped8 or grouped7"
         )),
     }
 }

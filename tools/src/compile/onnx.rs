@@ -256,7 +256,7 @@ impl GraphBuild {
                  difference {max}, cosine similarity {min_cos}{}",
                 if precision == Precision::Int8 {
                     " (this model does not quantize well: compile it with --precision fp32, or \
-                     --int8-activations rows12 if it used grouped7)"
+                     --int8-activations rows12 if it used grouped8 or grouped7)"
                 } else {
                     ""
                 }

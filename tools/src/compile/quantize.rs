@@ -4,10 +4,11 @@
 //! becomes one [`Int8Linear`] node (see `bertling::int8`): the weight is quantized here, per output
 //! channel and group of 64 inputs (`s_W = max |W| / 127`, codes `round(W / s_W)`), and stored as i8
 //! codes pre-packed in the panel layout the kernels read (`bertling::int8::packed`) plus f16 scales;
-//! at run time `x` is quantized per row and group of 64 inputs to 7-bit codes ([`Activations`],
-//! `bertling::int8::a7`; or per row to 12-bit codes), the code products are summed exactly in i32
-//! and scaled back. Both sides are symmetric (zero point 0), so nothing per request depends on the
-//! weights alone (the AVX2 kernel's offset correction uses column sums the loader computes once).
+//! at run time `x` is quantized per row to 12-bit codes, or per row and group of 64 inputs to 8- or
+//! 7-bit codes with a zero point ([`Activations`], `bertling::int8::a8`, `bertling::int8::a7`), the
+//! code products are summed exactly in i32 and scaled back. The weights are symmetric (zero point
+//! 0), so nothing per request depends on the weights alone (the activations' zero points and
+//! offsets are taken back through column sums the loader computes once).
 //!
 //! Embedding tables read with a `Gather` (word embeddings) are stored as i8 rows with one scale per
 //! row: a lookup gathers the i8 rows and their scales and multiplies. A tied output projection's
@@ -21,7 +22,7 @@
 
 use anyhow::{Context, Result};
 use bertling::int8::wide::{act_max, ACT_MAX_DEFAULT};
-use bertling::int8::{a7, packed, Int8Linear, Layout};
+use bertling::int8::{a7, a8, packed, Int8Linear, Layout};
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use tract_onnx::prelude::*;
@@ -56,6 +57,13 @@ pub enum Activations {
     /// products on a Zen 3 (one `sdot` instead of two on a Pi 5), but ~0.8x on a first-generation
     /// Zen, at a measured cost in accuracy (BENCHMARKS.md) a user must choose.
     Grouped7,
+    /// 8-bit codes with a scale and a zero point per row and group of 64 inputs
+    /// (`bertling::int8::a8`, format 7; the head keeps [`Activations::Rows12`] as with
+    /// `Grouped7`): within the accuracy bar on AntiBERTy, and the codes integer dot-product
+    /// instructions take whole (one `vpdpbusd` per 32 multiply-adds with AVX-VNNI or
+    /// AVX512-VNNI, one `sdot` per 16 on a Pi 5, where 12-bit codes need two); on AVX2 alone they
+    /// are widened to i16 and run at the 12-bit rate (BENCHMARKS.md).
+    Grouped8,
 }
 
 /// What the quantizer did to one graph.
@@ -296,13 +304,13 @@ fn einsum_patch(
         let shape = [packed::panels(n), packed::scale_groups(k), packed::PANEL];
         (codes, Tensor::from_shape(&shape, &scales)?, Layout::Panels)
     };
-    let grouped = layout == Layout::Panels && activations == Activations::Grouped7;
+    let grouped = layout == Layout::Panels && activations != Activations::Rows12;
     let op = Int8Linear {
         layout,
-        act_max: if grouped {
-            a7::ACT_MAX
-        } else {
-            act_max(k, ACT_MAX_DEFAULT)
+        act_max: match activations {
+            Activations::Grouped7 if grouped => a7::ACT_MAX,
+            Activations::Grouped8 if grouped => a8::ACT_MAX,
+            _ => act_max(k, ACT_MAX_DEFAULT),
         },
         channels: if tied { 0 } else { n },
         act_group: if grouped { a7::ACT_GROUP } else { 0 },
