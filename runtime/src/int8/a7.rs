@@ -158,6 +158,10 @@ pub fn quantize_rows_asymmetric(
     quantize_asymmetric(x, k, mid, padded_k(k), codes, scales, zeros, store, None);
 }
 
+/// Writes one group's codes: `(part, (1 / step, z as f32, levels), out)` (see
+/// [`quantize_asymmetric`]).
+pub(super) type GroupCodes<'a, T> = &'a dyn Fn(&[f32], (f32, f32, f32), &mut [T]);
+
 /// The asymmetric quantizer behind [`quantize_rows_asymmetric`] and
 /// [`super::a8::quantize_rows`]: `2 · mid − 1` levels per group (127 for 7-bit codes, 255 for
 /// 8-bit ones), each code written as `store(u, z)` into rows of `stride` codes (padding:
@@ -174,7 +178,7 @@ pub(super) fn quantize_asymmetric<T: Copy>(
     scales: &mut [f32],
     zeros: &mut [u8],
     store: impl Fn(u8, u8) -> T,
-    simd: Option<&dyn Fn(&[f32], (f32, f32, f32), &mut [T])>,
+    simd: Option<GroupCodes<'_, T>>,
 ) {
     let g = groups(k);
     let levels = 2.0 * mid as f32 - 1.0;

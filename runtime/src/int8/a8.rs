@@ -182,7 +182,7 @@ pub fn quantize_rows(
 ) {
     let store = |u: u8, _z: u8| u.wrapping_sub(MID).wrapping_add(offset);
     #[allow(unused_mut)]
-    let mut simd: Option<&dyn Fn(&[f32], (f32, f32, f32), &mut [u8])> = None;
+    let mut simd: Option<a7::GroupCodes<'_, u8>> = None;
     #[cfg(target_arch = "aarch64")]
     let neon = |part: &[f32], (inv, zero, levels), out: &mut [u8]| {
         // SAFETY: NEON is present (checked below); `out` is as long as `part`.
@@ -208,7 +208,7 @@ pub fn quantize_rows(
 pub fn quantize_rows_wide(x: &[f32], k: usize, codes: &mut [i16], scales: &mut [f32]) {
     let store = |u: u8, z: u8| u as i16 - z as i16;
     #[allow(unused_mut)]
-    let mut simd: Option<&dyn Fn(&[f32], (f32, f32, f32), &mut [i16])> = None;
+    let mut simd: Option<a7::GroupCodes<'_, i16>> = None;
     #[cfg(target_arch = "x86_64")]
     let avx2 = |part: &[f32], (inv, zero, levels), out: &mut [i16]| {
         // SAFETY: AVX2 is present (checked below); `out` is as long as `part`.
