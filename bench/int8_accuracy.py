@@ -139,14 +139,14 @@ def main() -> int:
     ap.add_argument("--run-bin", default=os.path.join(REPO, "target", "release", "bertling-run"), help="for fill-lines")
     ap.add_argument("--export", default=os.path.join(WORK, "export"))
     ap.add_argument("--work", default=WORK, help="where the model files go")
-    ap.add_argument("--int8-activations", default="rows12", choices=["rows12", "grouped8", "grouped7"],
+    ap.add_argument("--int8-activations", default="grouped8", choices=["grouped8", "rows12", "grouped7"],
                     help="bertling compile --int8-activations for the int8 file")
-    ap.add_argument("--json-out", default=None, help="default: <work>/int8_accuracy[-grouped8|-grouped7].json")
+    ap.add_argument("--json-out", default=None, help="default: <work>/int8_accuracy[-rows12|-grouped7].json")
     ap.add_argument("--limit", type=int, default=0, help="only the first N positions (a quick try)")
     args = ap.parse_args()
 
     ensure_export(args.export)
-    mode = "" if args.int8_activations == "rows12" else f"-{args.int8_activations}"
+    mode = "" if args.int8_activations == "grouped8" else f"-{args.int8_activations}"
     if args.json_out is None:
         args.json_out = os.path.join(args.work, f"int8_accuracy{mode}.json")
     files = {"fp32": os.path.join(args.work, "antiberty-fp32.bertling"),

@@ -39,8 +39,14 @@ pub fn compiled(arch: &str) -> PathBuf {
     compiled_as(arch, Precision::F32, Activations::Rows12)
 }
 
-/// The fixture compiled with the default precision, int8 (once per test process).
+/// The fixture compiled with the default precision, int8, and the default activations, 8-bit
+/// codes per 64 inputs (once per test process).
 pub fn compiled_int8(arch: &str) -> PathBuf {
+    compiled_as(arch, Precision::Int8, Activations::default())
+}
+
+/// The fixture compiled to int8 with `--int8-activations rows12` (once per test process).
+pub fn compiled_int8_rows12(arch: &str) -> PathBuf {
     compiled_as(arch, Precision::Int8, Activations::Rows12)
 }
 
@@ -49,17 +55,13 @@ pub fn compiled_int8_grouped7(arch: &str) -> PathBuf {
     compiled_as(arch, Precision::Int8, Activations::Grouped7)
 }
 
-/// The fixture compiled to int8 with `--int8-activations grouped8` (once per test process).
-pub fn compiled_int8_grouped8(arch: &str) -> PathBuf {
-    compiled_as(arch, Precision::Int8, Activations::Grouped8)
-}
-
 fn compiled_as(arch: &str, precision: Precision, activations: Activations) -> PathBuf {
     let _guard = COMPILE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let tag = match activations {
-        Activations::Rows12 => "",
-        Activations::Grouped7 => ".grouped7",
-        Activations::Grouped8 => ".grouped8",
+    let tag = match (precision, activations) {
+        (Precision::F32, _) => "",
+        (_, Activations::Rows12) => ".rows12",
+        (_, Activations::Grouped7) => ".grouped7",
+        (_, Activations::Grouped8) => ".grouped8",
     };
     let out = compiled_dir().join(format!("{arch}.{precision}{tag}.bertling"));
     if !out.exists() {

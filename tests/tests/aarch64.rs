@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 
 use bertling::Model;
 use bertling_tests::{
-    compiled, compiled_int8, compiled_int8_grouped7, compiled_int8_grouped8, references, repo_root,
+    compiled, compiled_int8, compiled_int8_grouped7, compiled_int8_rows12, references, repo_root,
     References, ARCHS,
 };
 use serde::Deserialize;
@@ -41,11 +41,12 @@ const GROUPED8_LOGIT_TOLERANCE: f32 = 0.2;
 struct Cpu {
     qemu: &'static str,
     dotprod: bool,
-    /// bertling's own int8 kernel, which int8 model files run (`Model::kernels`).
+    /// bertling's own 12-bit int8 kernel, which `--int8-activations rows12` files run and the
+    /// head of every int8 file (`Model::kernels`).
     bertling_int8_kernel: &'static str,
     /// The one `--int8-activations grouped7` files run.
     grouped7_kernel: &'static str,
-    /// The one `--int8-activations grouped8` files run.
+    /// The one default (`--int8-activations grouped8`) int8 files' encoders run.
     grouped8_kernel: &'static str,
     /// The `CPU part` tract is told (`TRACT_CPU_AARCH64_OVERRIDE_CPU_PART`): qemu-user 7.2 shows
     /// the host's `/proc/cpuinfo`, where tract finds none and falls back to its generic kernels.
@@ -220,7 +221,7 @@ fn parity_int8(cpu: &Cpu) {
     for (arch, path) in ARCHS.iter().flat_map(|a| {
         [
             (*a, compiled_int8(a)),
-            (*a, compiled_int8_grouped8(a)),
+            (*a, compiled_int8_rows12(a)),
             (*a, compiled_int8_grouped7(a)),
         ]
     }) {
@@ -323,10 +324,10 @@ fn kernels(cpu: &Cpu) {
             "{at}: no f32 NEON kernel: {:?}",
             info.kernels
         );
-        // What int8 files get on this CPU (`bertling info`'s `int8_kernel`).
+        // What default int8 files get on this CPU (`bertling info`'s `int8_kernel`).
         assert_eq!(
             info.int8_kernel.as_deref(),
-            Some(cpu.bertling_int8_kernel),
+            Some(cpu.grouped8_kernel),
             "{at}"
         );
         if let Some(suffix) = cpu.f32_kernel_suffix {
@@ -338,25 +339,34 @@ fn kernels(cpu: &Cpu) {
                 info.kernels
             );
         }
-        // The int8 file of the same fixture: bertling's own int8 kernels for this CPU (the panel
-        // one for the encoder, the row-major one for a tied output projection), tract's NEON
-        // kernels for the rest.
-        let path = compiled_int8(arch);
-        let info = info_of(cpu, &path);
-        eprintln!("{at} int8: kernels {:?}", info.kernels);
-        assert!(
-            info.kernels.iter().any(|k| k == cpu.bertling_int8_kernel),
-            "{at} int8: {:?} lacks {}",
-            info.kernels,
-            cpu.bertling_int8_kernel
-        );
-        assert!(
-            info.kernels.iter().all(|k| k.starts_with("arm64simd_")
-                || k == cpu.bertling_int8_kernel
-                || k == "bertling_a16_neon"),
-            "{at} int8: {:?}",
-            info.kernels
-        );
+        // The int8 files of the same fixture: bertling's own int8 kernels for this CPU (the
+        // 8-bit one for a default file's encoder, the 12-bit panel one for a rows12 file's and
+        // every head, the row-major one for a tied output projection), tract's NEON kernels for
+        // the rest.
+        for (path, encoder) in [
+            (compiled_int8(arch), cpu.grouped8_kernel),
+            (compiled_int8_rows12(arch), cpu.bertling_int8_kernel),
+        ] {
+            let info = info_of(cpu, &path);
+            eprintln!("{at} {}: kernels {:?}", path.display(), info.kernels);
+            for kernel in [encoder, cpu.bertling_int8_kernel] {
+                assert!(
+                    info.kernels.iter().any(|k| k == kernel),
+                    "{at} {}: {:?} lacks {kernel}",
+                    path.display(),
+                    info.kernels,
+                );
+            }
+            assert!(
+                info.kernels.iter().all(|k| k.starts_with("arm64simd_")
+                    || k == encoder
+                    || k == cpu.bertling_int8_kernel
+                    || k == "bertling_a16_neon"),
+                "{at} {}: {:?}",
+                path.display(),
+                info.kernels
+            );
+        }
         let path = compiled_int8_grouped7(arch);
         let info = info_of(cpu, &path);
         assert!(
@@ -364,14 +374,6 @@ fn kernels(cpu: &Cpu) {
             "{at} int8 grouped7: {:?} lacks {}",
             info.kernels,
             cpu.grouped7_kernel
-        );
-        let path = compiled_int8_grouped8(arch);
-        let info = info_of(cpu, &path);
-        assert!(
-            info.kernels.iter().any(|k| k == cpu.grouped8_kernel),
-            "{at} int8 grouped8: {:?} lacks {}",
-            info.kernels,
-            cpu.grouped8_kernel
         );
     }
 }

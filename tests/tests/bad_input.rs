@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use bertling::format::{FormatError, FORMAT_VERSION};
 use bertling::{Error, Model};
 use bertling_tests::{
-    compiled, compiled_int8, compiled_int8_grouped7, compiled_int8_grouped8, fixture_dir,
-    scratch_dir,
+    compiled, compiled_int8, compiled_int8_grouped7, compiled_int8_rows12, fixture_dir, scratch_dir,
 };
 
 fn copy_fixture(arch: &str, name: &str) -> PathBuf {
@@ -152,12 +151,13 @@ fn relabelled(bytes: &[u8], version: u32) -> Vec<u8> {
 #[test]
 fn a_graph_newer_than_its_header_is_refused() {
     // Relabelled as format 5, every check before the graph holds (checksums, the manifest's
-    // masked-layer head, which needs 5): a default int8 file still loads (its 12-bit panels need
-    // format 3), a grouped7 file does not (its asymmetric codes need format 6).
+    // masked-layer head, which needs 5): a rows12 int8 file still loads (its 12-bit panels need
+    // format 3), a grouped7 file does not (its asymmetric codes need format 6), nor a default
+    // (grouped8) file relabelled as 6 (its 8-bit codes need 7).
     for arch in ["albert", "distilbert"] {
-        let bytes = std::fs::read(compiled_int8(arch)).unwrap();
+        let bytes = std::fs::read(compiled_int8_rows12(arch)).unwrap();
         if let Err(e) = Model::from_bytes(&relabelled(&bytes, 5)) {
-            panic!("{arch} int8 as format 5: {e}");
+            panic!("{arch} int8 rows12 as format 5: {e}");
         }
         let bytes = std::fs::read(compiled_int8_grouped7(arch)).unwrap();
         assert!(Model::from_bytes(&bytes).is_ok(), "{arch} grouped7");
@@ -169,7 +169,7 @@ fn a_graph_newer_than_its_header_is_refused() {
             other => panic!("{arch} grouped7 as format 5: {other:?}"),
         }
         // Format 6 knew asymmetric 7-bit codes, not 8-bit ones.
-        let bytes = std::fs::read(compiled_int8_grouped8(arch)).unwrap();
+        let bytes = std::fs::read(compiled_int8(arch)).unwrap();
         assert!(Model::from_bytes(&bytes).is_ok(), "{arch} grouped8");
         assert!(
             Model::from_bytes(&relabelled(&bytes, 7)).is_ok(),

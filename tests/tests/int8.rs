@@ -5,7 +5,7 @@
 use bertling::format::{ModelFile, Precision, SectionKind};
 use bertling::Model;
 use bertling_tests::{
-    compiled, compiled_int8, compiled_int8_grouped7, compiled_int8_grouped8, references, ARCHS,
+    compiled, compiled_int8, compiled_int8_grouped7, compiled_int8_rows12, references, ARCHS,
 };
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -18,7 +18,11 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn no_planned_node_computes_from_weights_alone() {
     for arch in ARCHS {
-        for path in [compiled_int8(arch), compiled(arch)] {
+        for path in [
+            compiled_int8(arch),
+            compiled_int8_rows12(arch),
+            compiled(arch),
+        ] {
             let model = Model::load(&path).unwrap();
             let weight_only = model.weight_only_nodes();
             assert!(
@@ -31,13 +35,19 @@ fn no_planned_node_computes_from_weights_alone() {
 }
 
 #[test]
-fn int8_files_use_the_int8_kernel() {
+fn rows12_files_use_the_12_bit_kernel() {
     for arch in ARCHS {
-        let model = Model::load(compiled_int8(arch)).unwrap();
+        let model = Model::load(compiled_int8_rows12(arch)).unwrap();
         assert_eq!(model.manifest().precision, Precision::Int8);
         let kernels = model.kernels();
         assert!(
             kernels.iter().any(|k| k.starts_with("bertling_panel_")),
+            "{arch}: {kernels:?}"
+        );
+        assert!(
+            !kernels
+                .iter()
+                .any(|k| k.starts_with("bertling_a7_") || k.starts_with("bertling_a8_")),
             "{arch}: {kernels:?}"
         );
         let fp32 = Model::load(compiled(arch)).unwrap();
@@ -65,9 +75,9 @@ fn grouped7_files_use_the_7_bit_kernel() {
 }
 
 #[test]
-fn grouped8_files_use_the_8_bit_kernel() {
+fn default_int8_files_use_the_8_bit_kernel() {
     for arch in ARCHS {
-        let model = Model::load(compiled_int8_grouped8(arch)).unwrap();
+        let model = Model::load(compiled_int8(arch)).unwrap();
         let kernels = model.kernels();
         assert!(
             kernels
@@ -93,7 +103,7 @@ fn int8_answers_stay_close_to_fp32() {
     for (arch, file) in ARCHS.iter().flat_map(|a| {
         [
             (*a, compiled_int8(a)),
-            (*a, compiled_int8_grouped8(a)),
+            (*a, compiled_int8_rows12(a)),
             (*a, compiled_int8_grouped7(a)),
         ]
     }) {
@@ -174,7 +184,7 @@ fn two_threads_answer_as_one() {
         for file in [
             compiled(arch),
             compiled_int8(arch),
-            compiled_int8_grouped8(arch),
+            compiled_int8_rows12(arch),
             compiled_int8_grouped7(arch),
         ] {
             let mut one = Model::load_with(&file, &LoadOptions { threads: 1 }).unwrap();

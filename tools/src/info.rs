@@ -79,11 +79,11 @@ pub fn cpu_features() -> Vec<&'static str> {
     found
 }
 
-/// The kernel int8 model files' encoder products run on this CPU (bertling's own: see
-/// `bertling::int8`); `Model::kernels` lists a given file's from its plan.
+/// The kernel default int8 model files' encoder products run on this CPU (bertling's own, for
+/// 8-bit codes per 64 inputs: see `bertling::int8::a8`); `Model::kernels` lists a given file's
+/// from its plan.
 pub fn int8_kernel() -> Option<String> {
-    use bertling::int8::{packed, wide};
-    Some(packed::kernel_name(wide::ACT_MAX_DEFAULT).to_string())
+    Some(bertling::int8::a8::kernel_name().to_string())
 }
 
 fn cpu_part() -> Option<String> {

@@ -37,13 +37,13 @@ enum Command {
         /// quarter of the size, faster) or fp32 (the export's numbers exactly).
         #[arg(long, default_value = "int8", value_parser = compile::parse_precision)]
         precision: bertling::format::Precision,
-        /// int8 activations: rows12 (12-bit codes, a scale per token: the most accurate), grouped8
-        /// (8-bit codes, a scale and a zero point per 64 inputs, in the encoder; the head at the
-        /// masks keeps 12-bit codes: within the accuracy bar, for CPUs with integer dot products,
-        /// a Pi 5 or AVX-VNNI; as fast as rows12 elsewhere at best) or grouped7 (7-bit codes, the
-        /// same way: less accurate, ~1.3x faster on a Zen 3, ~1.2x slower on a first-generation
-        /// Zen). BENCHMARKS.md has the figures; `bertling bench` tells for this CPU.
-        #[arg(long, default_value = "rows12", value_parser = compile::parse_activations)]
+        /// int8 activations: grouped8 (8-bit codes with a scale and a zero point per 64 inputs, in
+        /// the encoder; the head at the masks keeps 12-bit codes: as accurate as rows12 on a real
+        /// model, one integer dot product per 16 or 32 multiply-adds on a Pi 5 or with AVX-VNNI, the
+        /// 12-bit speed elsewhere), rows12 (12-bit codes, a scale per token, everywhere: the most
+        /// accurate, by a hair) or grouped7 (7-bit codes like grouped8: less accurate, faster on a
+        /// Zen 3 only). BENCHMARKS.md has the figures; `bertling bench` tells for this CPU.
+        #[arg(long, default_value = "grouped8", value_parser = compile::parse_activations)]
         int8_activations: compile::Activations,
         /// The smallest cosine similarity of the int8 file's logits to the export's, on a probe
         /// sentence, the compiler accepts (lower it to keep a file it would refuse).

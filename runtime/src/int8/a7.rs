@@ -35,6 +35,10 @@
 //! i32 (`|q + 64 − z| <= 127`); symmetric codes are the case `z = 64`. The kernels take the zero
 //! point back through the same column sums (`Σ (u − z)·w = Σ u·w − z · Σ w`). On AntiBERTy the
 //! asymmetric codes flip 32 top-1 answers where symmetric ones flip 55 (BENCHMARKS.md).
+//!
+//! The quantizer, the portable and NEON kernels (generic over the middle code, 64 here, 128 for
+//! 8-bit codes) and the AVX2 kernel (with `vpdpbusd` in place of its two multiplies where VNNI
+//! exists) also serve [`super::a8`]'s 8-bit codes, the default.
 
 use super::packed::{
     packed_index, padded_k, panels, scale_groups, scale_index, PANEL, SCALE_GROUP,

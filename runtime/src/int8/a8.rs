@@ -170,7 +170,7 @@ fn offset_of(kernel: Kernel) -> u8 {
 /// quantize_rows(&[0.5, -1.0, 0.25], 3, 128, &mut codes, &mut scales, &mut zeros);
 /// assert_eq!(scales[0], 1.5 / 255.0);
 /// assert_eq!(zeros[0], 170); // round(1.0 · 255 / 1.5)
-/// assert_eq!(codes, [255, 0, 213, 128]); // 85 + 170; 42.5 rounds to even, + 170
+/// assert_eq!(codes, [255, 0, 212, 128]); // 85 + 170; 42.5 rounds to even (42), + 170
 /// ```
 pub fn quantize_rows(
     x: &[f32],
@@ -203,7 +203,7 @@ pub fn quantize_rows(
 /// use bertling::int8::a8::quantize_rows_wide;
 /// let (mut codes, mut scales) = ([9i16; 4], [0f32; 1]);
 /// quantize_rows_wide(&[0.5, -1.0, 0.25], 3, &mut codes, &mut scales);
-/// assert_eq!(codes, [85, -170, 43, 0]);
+/// assert_eq!(codes, [85, -170, 42, 0]);
 /// ```
 pub fn quantize_rows_wide(x: &[f32], k: usize, codes: &mut [i16], scales: &mut [f32]) {
     let store = |u: u8, z: u8| u as i16 - z as i16;

@@ -47,9 +47,9 @@ const MIN_EMBEDDING_ROWS: usize = 64;
 /// way: panels with a scale per channel and 64 inputs).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Activations {
-    /// 12-bit codes with one scale per row: the default, accurate on a real pretrained model
-    /// (AntiBERTy: top-1 agreement with fp32 above 99%, BENCHMARKS.md "int8 accuracy").
-    #[default]
+    /// 12-bit codes with one scale per row: the most accurate on a real pretrained model
+    /// (AntiBERTy: top-1 agreement with fp32 99.40%, BENCHMARKS.md "int8 accuracy"); the default
+    /// before format 7, and what the head's products always use.
     Rows12,
     /// 7-bit codes with a scale and a zero point per row and group of 64 inputs
     /// (`bertling::int8::a7`, asymmetric since format 6; the compiler asks for them in the encoder
@@ -62,7 +62,8 @@ pub enum Activations {
     /// `Grouped7`): within the accuracy bar on AntiBERTy, and the codes integer dot-product
     /// instructions take whole (one `vpdpbusd` per 32 multiply-adds with AVX-VNNI or
     /// AVX512-VNNI, one `sdot` per 16 on a Pi 5, where 12-bit codes need two); on AVX2 alone they
-    /// are widened to i16 and run at the 12-bit rate (BENCHMARKS.md).
+    /// are widened to i16 and run at the 12-bit rate (BENCHMARKS.md). The default.
+    #[default]
     Grouped8,
 }
 
