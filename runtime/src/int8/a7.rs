@@ -226,8 +226,24 @@ pub(super) fn quantize_asymmetric<T: Copy>(
 }
 
 /// `(min(0, min v), max(0, max v))` of a group, NaN-propagating (an infinity or a NaN makes the
-/// range non-finite); eight lanes so the compiler vectorizes it.
+/// range non-finite). Vectorized on AVX2 and NEON with the scalar loop's selections (`v < lo`,
+/// `v > hi`), so the same values.
 fn min_max(v: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present.
+        return unsafe { simd_min_max::avx2(v) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        // SAFETY: NEON is present.
+        return unsafe { simd_min_max::neon(v) };
+    }
+    min_max_scalar(v)
+}
+
+/// [`min_max`]'s definition; eight lanes so the compiler may vectorize it.
+fn min_max_scalar(v: &[f32]) -> (f32, f32) {
     let (mut lo, mut hi, mut bad) = ([0f32; 8], [0f32; 8], false);
     let mut chunks = v.chunks_exact(8);
     for c in &mut chunks {
@@ -237,7 +253,69 @@ fn min_max(v: &[f32]) -> (f32, f32) {
         }
         bad |= c.iter().any(|x| !x.is_finite());
     }
-    for &x in chunks.remainder() {
+    finish(chunks.remainder(), lo, hi, bad)
+}
+
+mod simd_min_max {
+    //! [`super::min_max`] on eight (AVX2) or four (NEON) lanes: `lo = v < lo ? v : lo`, `hi = v >
+    //! hi ? v : hi` from zeros, and `v · 0` summed (NaN for an infinity or a NaN, else 0).
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2(v: &[f32]) -> (f32, f32) {
+        use std::arch::x86_64::*;
+        let (mut lo, mut hi, mut bad) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let mut chunks = v.chunks_exact(8);
+        for c in &mut chunks {
+            let x = _mm256_loadu_ps(c.as_ptr());
+            // `minps(a, b)` is `a < b ? a : b`: the scalar selection with `a = v`.
+            lo = _mm256_min_ps(x, lo);
+            hi = _mm256_max_ps(x, hi);
+            bad = _mm256_add_ps(bad, _mm256_mul_ps(x, _mm256_setzero_ps()));
+        }
+        let (mut l, mut h, mut b) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+        _mm256_storeu_ps(l.as_mut_ptr(), lo);
+        _mm256_storeu_ps(h.as_mut_ptr(), hi);
+        _mm256_storeu_ps(b.as_mut_ptr(), bad);
+        super::finish(chunks.remainder(), l, h, b.iter().any(|x| *x != 0.0))
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[target_feature(enable = "neon")]
+    pub unsafe fn neon(v: &[f32]) -> (f32, f32) {
+        use std::arch::aarch64::*;
+        let (mut lo, mut hi, mut bad) = (
+            [vdupq_n_f32(0.0); 2],
+            [vdupq_n_f32(0.0); 2],
+            vdupq_n_f32(0.0),
+        );
+        let mut chunks = v.chunks_exact(8);
+        for c in &mut chunks {
+            for (j, (lo, hi)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+                let x = vld1q_f32(c.as_ptr().add(4 * j));
+                // Compare and select, as the scalar loop (`fmin` would order -0 before +0).
+                *lo = vbslq_f32(vcltq_f32(x, *lo), x, *lo);
+                *hi = vbslq_f32(vcgtq_f32(x, *hi), x, *hi);
+                bad = vaddq_f32(bad, vmulq_n_f32(x, 0.0));
+            }
+        }
+        let (mut l, mut h, mut b) = ([0f32; 8], [0f32; 8], [0f32; 4]);
+        vst1q_f32(l.as_mut_ptr(), lo[0]);
+        vst1q_f32(l.as_mut_ptr().add(4), lo[1]);
+        vst1q_f32(h.as_mut_ptr(), hi[0]);
+        vst1q_f32(h.as_mut_ptr().add(4), hi[1]);
+        vst1q_f32(b.as_mut_ptr(), bad);
+        super::finish(chunks.remainder(), l, h, b.iter().any(|x| *x != 0.0))
+    }
+}
+
+/// The end of [`min_max_scalar`] and its SIMD versions: the remainder, then the lanes folded.
+fn finish(rest: &[f32], mut lo: [f32; 8], mut hi: [f32; 8], mut bad: bool) -> (f32, f32) {
+    for &x in rest {
         lo[0] = if x < lo[0] { x } else { lo[0] };
         hi[0] = if x > hi[0] { x } else { hi[0] };
         bad |= !x.is_finite();
@@ -954,6 +1032,32 @@ mod tests {
         assert_eq!((s[2], z[2]), (0.0, SYMMETRIC_ZERO));
         assert!(q[128..192].iter().all(|&u| u == 64));
         assert!(s[3].is_nan() && z[3] == SYMMETRIC_ZERO && q[192..].iter().all(|&u| u == 64));
+    }
+
+    #[test]
+    fn the_vectorized_min_max_equals_the_scalar_one() {
+        let mut seed = 23u64;
+        for len in [0, 1, 7, 8, 9, 31, 64] {
+            for case in 0..6 {
+                let mut v: Vec<f32> = (0..len)
+                    .map(|_| (lcg(&mut seed) % 2001) as f32 / 100.0 - 10.0)
+                    .collect();
+                if len > 0 {
+                    let at = lcg(&mut seed) as usize % len;
+                    match case {
+                        1 => v.iter_mut().for_each(|x| *x = x.abs()),
+                        2 => v.iter_mut().for_each(|x| *x = -0.0 * x.abs()),
+                        3 => v[at] = f32::INFINITY,
+                        4 => v[at] = f32::NAN,
+                        5 => v[at] = f32::NEG_INFINITY,
+                        _ => {}
+                    }
+                }
+                let (a, b) = (min_max(&v), min_max_scalar(&v));
+                let bits = |(l, h): (f32, f32)| (l.to_bits(), h.to_bits());
+                assert_eq!(bits(a), bits(b), "{v:?}");
+            }
+        }
     }
 
     #[test]
