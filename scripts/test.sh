@@ -30,4 +30,9 @@ fi
 bash scripts/aarch64-setup.sh
 bash scripts/package-deb.sh
 cargo test -p bertling-tests --test aarch64 -- --ignored
+# The runtime's own unit tests under qemu on a Pi 4 (NEON) and a Pi 5-like CPU (NEON + dot
+# product): every NEON int8 kernel, quantizer and min/max against its definition, bit for bit.
+for cpu in cortex-a72 max,sve=off; do
+    BERTLING_QEMU_CPU="$cpu" cargo test -p bertling --lib --target aarch64-unknown-linux-gnu
+done
 .venv/bin/python -m pytest -q tests/python models/tests
