@@ -435,7 +435,7 @@ pub fn gemm(
 }
 
 /// A SIMD implementation of [`gemm`]: its arguments, with `k` padded ([`padded_k`]).
-type Simd = unsafe fn(
+pub(super) type Simd = unsafe fn(
     &[u8],
     &[f32],
     Option<&[u8]>,

@@ -318,15 +318,9 @@ fn run(
             // SAFETY: AVX2 and FMA are present (`detected`); the asserts above bound every access.
             unsafe { avx2::gemm(c, x_scale, w, ws, (kp, n, rows), (p0, p1), out, ldo) }
         }
-        #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx512Vnni | Kernel::AvxVnni, Codes::Bytes(c, z)) => {
-            let f = if kernel == Kernel::Avx512Vnni {
-                a7::avx2::gemm_vnni512
-            } else {
-                a7::avx2::gemm_avxvnni
-            };
+        (_, Codes::Bytes(c, z)) => match byte_kernel(kernel) {
             // SAFETY: the instructions are present (`detected`); the asserts bound every access.
-            unsafe {
+            Some(f) => unsafe {
                 f(
                     c,
                     x_scale,
@@ -341,47 +335,29 @@ fn run(
                     out,
                     ldo,
                 )
+            },
+            None => {
+                let codes = (c, offset_of(kernel), MID);
+                let at = (k, n, rows);
+                a7::portable_mid(codes, x_scale, Some(z), (w, ws), at, (p0, p1), out, ldo)
             }
-        }
-        #[cfg(target_arch = "aarch64")]
-        (Kernel::NeonDot | Kernel::Neon, Codes::Bytes(c, z)) => {
-            let f = if kernel == Kernel::NeonDot {
-                a7::neon::gemm8_dot
-            } else {
-                a7::neon::gemm8
-            };
-            // SAFETY: the instructions are present (`detected`); the asserts bound every access.
-            unsafe {
-                f(
-                    c,
-                    x_scale,
-                    Some(z),
-                    w,
-                    ws,
-                    sums,
-                    kp,
-                    n,
-                    rows,
-                    (p0, p1),
-                    out,
-                    ldo,
-                )
-            }
-        }
-        (_, Codes::Bytes(c, z)) => {
-            let codes = (c, offset_of(kernel), MID);
-            a7::portable_mid(
-                codes,
-                x_scale,
-                Some(z),
-                (w, ws),
-                (k, n, rows),
-                (p0, p1),
-                out,
-                ldo,
-            )
-        }
+        },
         (_, Codes::Wide(c)) => portable_wide(c, x_scale, (w, ws), (k, n, rows), (p0, p1), out, ldo),
+    }
+}
+
+/// The SIMD kernel for byte codes `kernel` names ([`a7`]'s, with 8-bit codes), if any.
+fn byte_kernel(kernel: Kernel) -> Option<a7::Simd> {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512Vnni => Some(a7::avx2::gemm_vnni512),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::AvxVnni => Some(a7::avx2::gemm_avxvnni),
+        #[cfg(target_arch = "aarch64")]
+        Kernel::NeonDot => Some(a7::neon::gemm8_dot),
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon => Some(a7::neon::gemm8),
+        _ => None,
     }
 }
 
