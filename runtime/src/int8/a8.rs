@@ -33,6 +33,8 @@
 use std::sync::OnceLock;
 
 use super::a7::{self, ACT_GROUP};
+#[cfg(target_arch = "x86_64")]
+use super::packed::avx2 as packed_avx2;
 use super::packed::{padded_k, panels, PANEL};
 
 /// The `activation_max` attribute of 8-bit grouped operators (with `activation_group` 64 and
@@ -316,7 +318,7 @@ fn run(
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx2, Codes::Wide(c)) => {
             // SAFETY: AVX2 and FMA are present (`detected`); the asserts above bound every access.
-            unsafe { avx2::gemm(c, x_scale, w, ws, (kp, n, rows), (p0, p1), out, ldo) }
+            unsafe { packed_avx2::gemm_grouped(c, x_scale, w, ws, kp, n, rows, (p0, p1), out, ldo) }
         }
         (_, Codes::Bytes(c, z)) => match byte_kernel(kernel) {
             // SAFETY: the instructions are present (`detected`); the asserts bound every access.
@@ -453,15 +455,10 @@ fn self_check(kernel: Kernel) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    //! Per group of 4 `k`: the panel's 32 bytes widened to two vectors of 16 i16 (channels 0-3 and
-    //! 4-7), each row's 4 codes `u − z` (i16) broadcast, `vpmaddwd` into i32 lanes holding two
-    //! partial sums per channel; per group of 64 the pairs added and `y = fma(sum, ws · xs, y)`;
-    //! 6 rows x 8 channels a tile (12 accumulators), as [`super::super::packed`]'s 12-bit kernel.
-    use super::super::packed::{store_row, tiles, PANEL};
-    use super::ACT_GROUP;
+    //! The group quantizer for the AVX2 kernel's codes `u − z`; the product itself is
+    //! [`super::super::packed`]'s 12-bit kernel with the activation scales per row and group
+    //! (`gemm_grouped`).
     use std::arch::x86_64::*;
-
-    const MR: usize = 6;
 
     /// A group's codes `u − z` (`z` = `zero`), as `quantize_rows_wide`'s scalar loop computes
     /// them: `u = clamp(round_ties_even(v · inv) + zero, 0, levels)`.
@@ -490,82 +487,6 @@ mod avx2 {
             let u = ((v * inv).round_ties_even() + zero).clamp(0.0, levels);
             *o = u as i16 - zero as i16;
         }
-    }
-
-    #[inline(always)]
-    unsafe fn tile<const R: usize>(
-        (x, xs): (*const i16, *const f32),
-        (w, ws): (*const i8, *const f32),
-        kp: usize,
-        (m, p, n): (usize, usize, usize),
-        out: &mut [f32],
-        ldo: usize,
-    ) {
-        let groups = kp.div_ceil(ACT_GROUP);
-        let mut y = [_mm256_setzero_ps(); R];
-        for gi in 0..groups {
-            let (k0, k1) = (gi * ACT_GROUP, ((gi + 1) * ACT_GROUP).min(kp));
-            let mut acc = [[_mm256_setzero_si256(); 2]; R];
-            let mut g = k0;
-            while g < k1 {
-                let b = w.add(g * PANEL);
-                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b as *const __m128i));
-                let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(16) as *const __m128i));
-                for (i, a) in acc.iter_mut().enumerate() {
-                    let xv = _mm256_set1_epi64x((x.add(i * kp + g) as *const i64).read_unaligned());
-                    a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(xv, w0));
-                    a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(xv, w1));
-                }
-                g += 4;
-            }
-            let s = _mm256_loadu_ps(ws.add(gi * PANEL));
-            for (i, (a, y)) in acc.iter().zip(y.iter_mut()).enumerate() {
-                // Lanes hold [c0 c0 c1 c1 | c2 c2 c3 c3] and [c4 c4 c5 c5 | c6 c6 c7 c7]: add the
-                // pairs, giving [c0 c1 c4 c5 | c2 c3 c6 c7], then put the 64-bit halves in order.
-                let sum = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[0], a[1]), 0b11_01_10_00);
-                let t = _mm256_mul_ps(s, _mm256_set1_ps(*xs.add(i * groups + gi)));
-                *y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), t, *y);
-            }
-        }
-        for (i, y) in y.iter().enumerate() {
-            let row = &mut out[(m + i) * ldo..];
-            if (p + 1) * PANEL <= n {
-                _mm256_storeu_ps(row.as_mut_ptr().add(p * PANEL), *y);
-            } else {
-                let mut tmp = [0f32; PANEL];
-                _mm256_storeu_ps(tmp.as_mut_ptr(), *y);
-                store_row(&tmp, p, n, row);
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm(
-        x: &[i16],
-        x_scale: &[f32],
-        w: &[i8],
-        w_scale: &[f32],
-        (kp, n, rows): (usize, usize, usize),
-        panels: (usize, usize),
-        out: &mut [f32],
-        ldo: usize,
-    ) {
-        let groups = kp.div_ceil(ACT_GROUP);
-        let (xp, xsp, wp, wsp) = (x.as_ptr(), x_scale.as_ptr(), w.as_ptr(), w_scale.as_ptr());
-        tiles::<MR, 1>(kp, rows, panels, |m, r, p, _| {
-            let xs = (xp.add(m * kp), xsp.add(m * groups));
-            let ws = (wp.add(p * PANEL * kp), wsp.add(p * groups * PANEL));
-            let at = (m, p, n);
-            match r {
-                6 => tile::<6>(xs, ws, kp, at, out, ldo),
-                5 => tile::<5>(xs, ws, kp, at, out, ldo),
-                4 => tile::<4>(xs, ws, kp, at, out, ldo),
-                3 => tile::<3>(xs, ws, kp, at, out, ldo),
-                2 => tile::<2>(xs, ws, kp, at, out, ldo),
-                _ => tile::<1>(xs, ws, kp, at, out, ldo),
-            }
-        });
     }
 }
 

@@ -296,10 +296,12 @@ pub(super) fn store_row(y: &[f32; PANEL], p: usize, n: usize, row: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     //! Per group of 4 `k`: the panel's 32 bytes widened to two vectors of 16 i16 (channels 0-3 and
     //! 4-7), each row's 4 activation codes broadcast, `vpmaddwd` into i32 lanes holding two
-    //! partial sums per channel; 6 rows x 8 channels a tile (12 accumulators).
+    //! partial sums per channel; 6 rows x 8 channels a tile (12 accumulators). With `GROUPED`
+    //! (`gemm_grouped`, [`super::super::a8`]'s codes) the activation scales are per row and group
+    //! of 64 and go into each group's `fma`; otherwise one per row multiplies the result.
     use super::{PANEL, SCALE_GROUP};
     use std::arch::x86_64::*;
 
@@ -307,7 +309,7 @@ mod avx2 {
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const R: usize>(
+    unsafe fn tile<const R: usize, const GROUPED: bool>(
         x: *const i16,
         w: *const i8,
         kp: usize,
@@ -336,16 +338,23 @@ mod avx2 {
                 g += 4;
             }
             let ws = _mm256_loadu_ps(sp.add(gi * PANEL));
-            for (a, y) in acc.iter().zip(y.iter_mut()) {
+            for (i, (a, y)) in acc.iter().zip(y.iter_mut()).enumerate() {
                 // Lanes hold [c0 c0 c1 c1 | c2 c2 c3 c3] and [c4 c4 c5 c5 | c6 c6 c7 c7]: add the
                 // pairs, giving [c0 c1 c4 c5 | c2 c3 c6 c7], then put the 64-bit halves in order.
                 let s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[0], a[1]), 0b11_01_10_00);
-                *y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), ws, *y);
+                let t = match GROUPED {
+                    true => _mm256_mul_ps(ws, _mm256_set1_ps(x_scale[(m + i) * groups + gi])),
+                    false => ws,
+                };
+                *y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), t, *y);
             }
         }
         let full = (p + 1) * PANEL <= n;
         for (i, y) in y.iter().enumerate() {
-            let v = _mm256_mul_ps(*y, _mm256_set1_ps(x_scale[m + i]));
+            let v = match GROUPED {
+                true => *y,
+                false => _mm256_mul_ps(*y, _mm256_set1_ps(x_scale[m + i])),
+            };
             let row = &mut out[(m + i) * ldo..];
             if full {
                 _mm256_storeu_ps(row.as_mut_ptr().add(p * PANEL), v);
@@ -357,34 +366,41 @@ mod avx2 {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm(
-        x: &[i16],
-        x_scale: &[f32],
-        w: &[i8],
-        w_scale: &[f32],
-        kp: usize,
-        n: usize,
-        rows: usize,
-        panels: (usize, usize),
-        out: &mut [f32],
-        ldo: usize,
-    ) {
-        let (xp, wp) = (x.as_ptr(), w.as_ptr());
-        super::tiles::<MR, 1>(kp, rows, panels, |m, r, p, _| {
-            let (x, w) = (xp.add(m * kp), wp.add(p * PANEL * kp));
-            let at = (m, p, n);
-            match r {
-                6 => tile::<6>(x, w, kp, x_scale, w_scale, at, out, ldo),
-                5 => tile::<5>(x, w, kp, x_scale, w_scale, at, out, ldo),
-                4 => tile::<4>(x, w, kp, x_scale, w_scale, at, out, ldo),
-                3 => tile::<3>(x, w, kp, x_scale, w_scale, at, out, ldo),
-                2 => tile::<2>(x, w, kp, x_scale, w_scale, at, out, ldo),
-                _ => tile::<1>(x, w, kp, x_scale, w_scale, at, out, ldo),
+    macro_rules! driver {
+        ($name:ident, $grouped:literal) => {
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn $name(
+                x: &[i16],
+                x_scale: &[f32],
+                w: &[i8],
+                w_scale: &[f32],
+                kp: usize,
+                n: usize,
+                rows: usize,
+                panels: (usize, usize),
+                out: &mut [f32],
+                ldo: usize,
+            ) {
+                let (xp, wp, xs, ws) = (x.as_ptr(), w.as_ptr(), x_scale, w_scale);
+                super::tiles::<MR, 1>(kp, rows, panels, |m, r, p, _| {
+                    let (x, w) = (xp.add(m * kp), wp.add(p * PANEL * kp));
+                    let at = (m, p, n);
+                    match r {
+                        6 => tile::<6, $grouped>(x, w, kp, xs, ws, at, out, ldo),
+                        5 => tile::<5, $grouped>(x, w, kp, xs, ws, at, out, ldo),
+                        4 => tile::<4, $grouped>(x, w, kp, xs, ws, at, out, ldo),
+                        3 => tile::<3, $grouped>(x, w, kp, xs, ws, at, out, ldo),
+                        2 => tile::<2, $grouped>(x, w, kp, xs, ws, at, out, ldo),
+                        _ => tile::<1, $grouped>(x, w, kp, xs, ws, at, out, ldo),
+                    }
+                });
             }
-        });
+        };
     }
+
+    driver!(gemm, false);
+    driver!(gemm_grouped, true);
 }
 
 #[cfg(target_arch = "aarch64")]
