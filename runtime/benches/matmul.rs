@@ -152,5 +152,85 @@ fn bench_int8(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_int8);
+/// The default int8 product (`--int8-activations grouped8`, [`bertling::int8::a8`]) with the
+/// kernel this CPU picks, with and without its quantization; and the two group quantizers alone
+/// (bytes, for the VNNI and NEON kernels; i16 `u − z`, for the AVX2 one), whichever this CPU runs.
+fn bench_grouped8(c: &mut Criterion) {
+    use bertling::int8::{a7, a8, packed};
+    let mut g = c.benchmark_group("encoder_matmul_grouped8");
+    g.sample_size(20);
+    for seq in [16usize, 128] {
+        for (k, n, what) in [
+            (768, 768, "qkvo"),
+            (768, 3072, "ffn_up"),
+            (3072, 768, "ffn_down"),
+        ] {
+            let x: Vec<f32> = (0..seq * k)
+                .map(|i| ((i % 13) as f32 - 6.0) * 0.1)
+                .collect();
+            let w: Vec<i8> = (0..n * k).map(|i| ((i * 7919) % 255) as i8).collect();
+            let (wp, sums) = (
+                packed::pack(&w, n, k),
+                a7::column_sums(&packed::pack(&w, n, k), n, k),
+            );
+            let ws = vec![1e-3f32; packed::scales_len(n, k)];
+            let (kp, gr) = (packed::padded_k(k), a8::groups(k));
+            let (mut bytes, mut zeros) = (vec![0u8; seq * kp], vec![0u8; seq * gr]);
+            let (mut wide, mut xs) = (vec![0i16; seq * kp], vec![0f32; seq * gr]);
+            let mut out = vec![0f32; seq * n];
+            let p = (0, packed::panels(n));
+            let offset = a8::code_offset();
+            let mut product = |with_quantize: bool| {
+                let codes = if a8::wide_codes() {
+                    if with_quantize {
+                        a8::quantize_rows_wide(&x, k, &mut wide, &mut xs);
+                    }
+                    a8::Codes::Wide(&wide)
+                } else {
+                    if with_quantize {
+                        a8::quantize_rows(&x, k, offset, &mut bytes, &mut xs, &mut zeros);
+                    }
+                    a8::Codes::Bytes(&bytes, &zeros)
+                };
+                a8::gemm(codes, &xs, &wp, &ws, &sums, k, n, seq, p, &mut out, n);
+                black_box(out[0])
+            };
+            product(true);
+            g.throughput(Throughput::Elements((2 * seq * k * n) as u64)); // FLOPs
+            g.bench_function(format!("grouped8/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| product(true))
+            });
+            g.bench_function(format!("grouped8-gemm-only/{what}/seq{seq}x{k}x{n}"), |b| {
+                b.iter(|| product(false))
+            });
+            if n != 768 || k != 768 {
+                continue; // the quantizers depend on seq and k only
+            }
+            for k in [768usize, 3072] {
+                let x: Vec<f32> = (0..seq * k)
+                    .map(|i| ((i % 13) as f32 - 6.0) * 0.1)
+                    .collect();
+                let (kp, gr) = (packed::padded_k(k), a8::groups(k));
+                let (mut bytes, mut zeros) = (vec![0u8; seq * kp], vec![0u8; seq * gr]);
+                let (mut wide, mut xs) = (vec![0i16; seq * kp], vec![0f32; seq * gr]);
+                g.throughput(Throughput::Elements((seq * k) as u64)); // values
+                g.bench_function(format!("quantize-bytes/seq{seq}x{k}"), |b| {
+                    b.iter(|| {
+                        a8::quantize_rows(&x, k, offset, &mut bytes, &mut xs, &mut zeros);
+                        black_box(bytes[0])
+                    })
+                });
+                g.bench_function(format!("quantize-wide/seq{seq}x{k}"), |b| {
+                    b.iter(|| {
+                        a8::quantize_rows_wide(&x, k, &mut wide, &mut xs);
+                        black_box(wide[0])
+                    })
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_int8, bench_grouped8);
 criterion_main!(benches);

@@ -194,6 +194,15 @@ pub fn quantize_rows(
     if std::arch::is_aarch64_feature_detected!("neon") {
         simd = Some(&neon);
     }
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = |part: &[f32], (inv, zero, levels), out: &mut [u8]| {
+        // SAFETY: AVX2 is present (checked below); `out` is as long as `part`.
+        unsafe { avx2::group_bytes(part, (inv, zero, levels), MID as i32 - offset as i32, out) }
+    };
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        simd = Some(&avx2);
+    }
     let at = (padded_k(k), simd);
     a7::quantize_asymmetric(x, k, MID, at.0, codes, scales, zeros, store, at.1);
 }
@@ -455,38 +464,77 @@ fn self_check(kernel: Kernel) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    //! The group quantizer for the AVX2 kernel's codes `u − z`; the product itself is
-    //! [`super::super::packed`]'s 12-bit kernel with the activation scales per row and group
-    //! (`gemm_grouped`).
+    //! The group quantizers: codes `u − z` in i16 for the AVX2 kernel (whose product is
+    //! [`super::super::packed`]'s 12-bit kernel with the activation scales per row and group,
+    //! `gemm_grouped`), bytes for the VNNI kernels.
     use std::arch::x86_64::*;
 
-    /// A group's codes `u − z` (`z` = `zero`), as `quantize_rows_wide`'s scalar loop computes
-    /// them: `u = clamp(round_ties_even(v · inv) + zero, 0, levels)`.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn group_wide(part: &[f32], (inv, zero, levels): (f32, f32, f32), out: &mut [i16]) {
-        let out = &mut out[..part.len()];
-        let (vi, vz, vl) = (
+    /// Eight codes `u = clamp(round_ties_even(v · inv) + zero, 0, levels)` minus `sub`, in i32.
+    #[inline(always)]
+    unsafe fn codes(v: __m256, (vi, vz, vl): (__m256, __m256, __m256), sub: __m256i) -> __m256i {
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(v, vi),
+        );
+        let u = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, vz), _mm256_setzero_ps()), vl);
+        // `u` is integral: the conversion is exact.
+        _mm256_sub_epi32(_mm256_cvtps_epi32(u), sub)
+    }
+
+    /// Writes a group's codes, eight at a time through `put(i, codes − sub)`, the rest as the
+    /// scalar loop computes them, through `tail(i, u − sub)`.
+    #[inline(always)]
+    unsafe fn group(
+        part: &[f32],
+        (inv, zero, levels): (f32, f32, f32),
+        sub: i32,
+        mut put: impl FnMut(usize, __m256i),
+        mut tail: impl FnMut(usize, i32),
+    ) {
+        let lanes = (
             _mm256_set1_ps(inv),
             _mm256_set1_ps(zero),
             _mm256_set1_ps(levels),
         );
-        let sub = _mm256_set1_epi32(zero as i32);
+        let vs = _mm256_set1_epi32(sub);
         let mut i = 0;
         while i + 8 <= part.len() {
-            let v = _mm256_mul_ps(_mm256_loadu_ps(part.as_ptr().add(i)), vi);
-            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-            let u = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, vz), _mm256_setzero_ps()), vl);
-            // `u` is integral: the conversion is exact.
-            let d = _mm256_sub_epi32(_mm256_cvtps_epi32(u), sub);
-            let pair = (_mm256_castsi256_si128(d), _mm256_extracti128_si256::<1>(d));
-            let d16 = _mm_packs_epi32(pair.0, pair.1);
-            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, d16);
+            put(i, codes(_mm256_loadu_ps(part.as_ptr().add(i)), lanes, vs));
             i += 8;
         }
-        for (o, v) in out[i..].iter_mut().zip(&part[i..]) {
+        for (j, v) in part.iter().enumerate().skip(i) {
             let u = ((v * inv).round_ties_even() + zero).clamp(0.0, levels);
-            *o = u as i16 - zero as i16;
+            tail(j, u as i32 - sub);
         }
+    }
+
+    /// A group's codes `u − z` (`z` = `zero`), as `quantize_rows_wide`'s scalar loop computes
+    /// them: `u = clamp(round_ties_even(v · inv) + zero, 0, levels)`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn group_wide(part: &[f32], at: (f32, f32, f32), out: &mut [i16]) {
+        let out = &mut out[..part.len()];
+        let o = out.as_mut_ptr();
+        let put = |i: usize, d: __m256i| {
+            let pair = (_mm256_castsi256_si128(d), _mm256_extracti128_si256::<1>(d));
+            _mm_storeu_si128(o.add(i) as *mut __m128i, _mm_packs_epi32(pair.0, pair.1));
+        };
+        group(part, at, at.1 as i32, put, |i, d| *o.add(i) = d as i16);
+    }
+
+    /// A group's codes as bytes `u − sub` (wrapping), as `quantize_rows`'s scalar loop computes
+    /// them.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn group_bytes(part: &[f32], at: (f32, f32, f32), sub: i32, out: &mut [u8]) {
+        let out = &mut out[..part.len()];
+        let o = out.as_mut_ptr();
+        let low = _mm256_set1_epi32(0xff);
+        let put = |i: usize, d: __m256i| {
+            // The low byte of each lane (the wrapping), then narrowed without saturating.
+            let d = _mm256_and_si256(d, low);
+            let pair = (_mm256_castsi256_si128(d), _mm256_extracti128_si256::<1>(d));
+            let w = _mm_packus_epi32(pair.0, pair.1);
+            _mm_storel_epi64(o.add(i) as *mut __m128i, _mm_packus_epi16(w, w));
+        };
+        group(part, at, sub, put, |i, d| *o.add(i) = d as u8);
     }
 }
 
@@ -715,6 +763,13 @@ mod tests {
         let (kp, g) = (padded_k(k), groups(k));
         let (mut q, mut s, mut z) = (vec![0u8; 9 * kp], vec![0f32; 9 * g], vec![0u8; 9 * g]);
         quantize_rows(&x, k, 0, &mut q, &mut s, &mut z);
+        // The unsigned bytes VNNI reads: the same codes, 128 up (wrapping).
+        let (mut qu, mut su, mut zu) = (vec![0u8; 9 * kp], vec![0f32; 9 * g], vec![0u8; 9 * g]);
+        quantize_rows(&x, k, MID, &mut qu, &mut su, &mut zu);
+        assert_eq!(
+            (&su.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), &zu),
+            (&s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), &z)
+        );
         let (mut wide, mut sw) = (vec![0i16; 9 * kp], vec![0f32; 9 * g]);
         quantize_rows_wide(&x, k, &mut wide, &mut sw);
         for m in 0..9 {
@@ -743,6 +798,7 @@ mod tests {
                     };
                     let i = m * kp + gi * 64 + t;
                     assert_eq!(q[i], u.wrapping_sub(MID), "byte {m} {gi} {t}: {v}");
+                    assert_eq!(qu[i], u, "unsigned byte {m} {gi} {t}: {v}");
                     assert_eq!(wide[i], u as i16 - want_z as i16, "wide {m} {gi} {t}: {v}");
                 }
             }
