@@ -107,6 +107,62 @@ pub(crate) unsafe fn split(
     });
 }
 
+/// A buffer of rows that parallel parts fill, each part its own rows (see [`par_ranges`]).
+pub(crate) struct RowsMut<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    row_len: usize,
+    _buf: std::marker::PhantomData<&'a mut [T]>,
+}
+// SAFETY: parts reach the buffer only through `rows`, whose contract keeps them disjoint.
+unsafe impl<T: Send> Send for RowsMut<'_, T> {}
+unsafe impl<T: Send> Sync for RowsMut<'_, T> {}
+
+impl<'a, T> RowsMut<'a, T> {
+    /// `buf` as rows of `row_len`.
+    pub(crate) fn new(buf: &'a mut [T], row_len: usize) -> Self {
+        RowsMut {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            row_len,
+            _buf: std::marker::PhantomData,
+        }
+    }
+
+    /// Rows `r0..r1`.
+    ///
+    /// # Safety
+    /// No other part may access these rows while the slice lives.
+    pub(crate) unsafe fn rows(&self, r0: usize, r1: usize) -> &'a mut [T] {
+        let (from, to) = (r0 * self.row_len, r1 * self.row_len);
+        assert!(
+            r0 <= r1 && to <= self.len,
+            "rows {r0}..{r1} out of the buffer"
+        );
+        // SAFETY: in bounds (asserted); the buffer is borrowed for 'a; the caller keeps the
+        // rows exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(from), to - from) }
+    }
+}
+
+/// Runs `f(r0, r1)` over rows `0..rows` cut into contiguous ranges, one per thread of the current
+/// [`Team`] when there is one and `parallel`; otherwise `f(0, rows)` on the calling thread (also
+/// under tract's executor: what is split this way is short).
+pub(crate) fn par_ranges(rows: usize, parallel: bool, f: impl Fn(usize, usize) + Sync) {
+    match Team::current() {
+        Some(team) if parallel && rows >= 2 => {
+            let per = rows.div_ceil(team.threads());
+            team.run(&|t| {
+                let (r0, r1) = ((t * per).min(rows), ((t + 1) * per).min(rows));
+                if r0 < r1 {
+                    f(r0, r1);
+                }
+            });
+        }
+        _ => f(0, rows),
+    }
+}
+
 /// Runs `f(first_row, rows)` over `data` cut into whole rows of `row_len`: split between the
 /// current [`Team`]'s threads when there is one and `data` is two or more whole rows of at least
 /// [`PARALLEL_MIN_ELEMENTS`] in all; otherwise as tract's `par_chunks_mut` does it (on tract's
@@ -411,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn split_and_par_rows_in_a_team_cover_everything_once() {
+    fn split_par_ranges_and_par_rows_in_a_team_cover_everything_once() {
         let team = Team::new(2).unwrap();
         team.install(|| {
             for units in [0, 1, 2, 7, 64] {
@@ -425,6 +481,17 @@ mod tests {
                     })
                 };
                 assert!(out.iter().all(|&v| v == 1.0), "{units} units");
+            }
+            for rows in [0, 1, 2, 7] {
+                let mut data = vec![0u8; rows * 3];
+                let shared = RowsMut::new(&mut data, 3);
+                par_ranges(rows, true, |r0, r1| {
+                    // SAFETY: rows r0..r1 are this range's alone.
+                    unsafe { shared.rows(r0, r1) }
+                        .iter_mut()
+                        .for_each(|v| *v += 1);
+                });
+                assert!(data.iter().all(|&v| v == 1), "{rows} rows");
             }
             let (rows, len) = (100, PARALLEL_MIN_ELEMENTS / 50);
             let mut data = vec![0f32; rows * len];

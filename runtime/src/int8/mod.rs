@@ -34,7 +34,7 @@ pub mod wide;
 
 use std::cell::RefCell;
 
-use crate::threads::PARALLEL_MIN_MACS;
+use crate::threads::{par_ranges, RowsMut, PARALLEL_MIN_ELEMENTS, PARALLEL_MIN_MACS};
 use tract_core::internal::*;
 use tract_nnef::internal::*;
 use tract_nnef::ser::{invocation, numeric, string};
@@ -378,16 +378,32 @@ impl Int8Linear {
         // Units the work is split in: panels of 8 channels, or blocks of 4 rows of weights.
         let units = match self.layout {
             Layout::Panels if grouped8 => {
-                scratch.scales.resize(rows * a8::groups(k), 0.0);
+                let (kp, g) = (packed::padded_k(k), a8::groups(k));
+                scratch.scales.resize(rows * g, 0.0);
+                // Rows split between the threads when there are enough values.
+                let parallel = rows * k >= PARALLEL_MIN_ELEMENTS;
+                let scales = RowsMut::new(&mut scratch.scales, g);
                 if a8::wide_codes() {
-                    scratch.i16.resize(rows * packed::padded_k(k), 0);
-                    a8::quantize_rows_wide(x, k, &mut scratch.i16, &mut scratch.scales);
+                    scratch.i16.resize(rows * kp, 0);
+                    let codes = RowsMut::new(&mut scratch.i16, kp);
+                    par_ranges(rows, parallel, |r0, r1| {
+                        // SAFETY: rows r0..r1 are this range's alone.
+                        let (c, s) = unsafe { (codes.rows(r0, r1), scales.rows(r0, r1)) };
+                        a8::quantize_rows_wide(&x[r0 * k..r1 * k], k, c, s);
+                    });
                 } else {
-                    scratch.u8.resize(rows * packed::padded_k(k), 0);
-                    scratch.zeros.resize(rows * a8::groups(k), 0);
-                    let (codes, scales) = (&mut scratch.u8, &mut scratch.scales);
+                    scratch.u8.resize(rows * kp, 0);
+                    scratch.zeros.resize(rows * g, 0);
+                    let codes = RowsMut::new(&mut scratch.u8, kp);
+                    let zeros = RowsMut::new(&mut scratch.zeros, g);
                     let offset = a8::code_offset();
-                    a8::quantize_rows(x, k, offset, codes, scales, &mut scratch.zeros);
+                    par_ranges(rows, parallel, |r0, r1| {
+                        // SAFETY: rows r0..r1 are this range's alone.
+                        let (c, s, z) = unsafe {
+                            (codes.rows(r0, r1), scales.rows(r0, r1), zeros.rows(r0, r1))
+                        };
+                        a8::quantize_rows(&x[r0 * k..r1 * k], k, offset, c, s, z);
+                    });
                 }
                 packed::panels(n)
             }
@@ -744,9 +760,10 @@ mod tests {
     #[test]
     fn a_thread_pool_gives_the_same_outputs_and_adds_the_bias_once() -> TractResult<()> {
         // Large enough to be split between threads (by panels of output channels, or blocks of 4
-        // rows of row-major weights), with a last panel only partly used.
-        let (rows, k, n) = (37, 200, 300);
-        assert!(rows * k * n >= PARALLEL_MIN_MACS);
+        // rows of row-major weights; grouped8's quantization by rows too), with a last panel only
+        // partly used and a short last group of inputs.
+        let (rows, k, n) = (37, 1000, 300);
+        assert!(rows * k * n >= PARALLEL_MIN_MACS && rows * k >= PARALLEL_MIN_ELEMENTS);
         let mut seed = 7u64;
         let mut value = || (lcg(&mut seed) % 2001) as f32 / 1000.0 - 1.0;
         let x: Vec<f32> = (0..rows * k).map(|_| value()).collect();
@@ -756,17 +773,18 @@ mod tests {
         let bias = Arc::new(Tensor::from_shape(&[n], &bias)?);
         let rows_w: Vec<i8> = (0..n * k).map(|i| (i * 37 % 255) as i8).collect();
         let rows_s: Vec<f32> = (0..n).map(|i| 1.0 / (1 + i % 7) as f32).collect();
-        // Panels with 12-bit and grouped 7-bit activations, and row-major weights; without and
-        // with a folded bias.
-        for (layout, grouped, asymmetric) in [
-            (Layout::Panels, false, false),
-            (Layout::Panels, true, false),
-            (Layout::Panels, true, true),
-            (Layout::Rows, false, false),
+        // Panels with 12-bit, grouped 7-bit and grouped 8-bit activations, and row-major weights;
+        // without and with a folded bias.
+        for (layout, grouped, asymmetric, act_max) in [
+            (Layout::Panels, false, false, 2047),
+            (Layout::Panels, true, false, a7::ACT_MAX),
+            (Layout::Panels, true, true, a7::ACT_MAX),
+            (Layout::Panels, true, true, a8::ACT_MAX),
+            (Layout::Rows, false, false, 2047),
         ] {
             let mut op = Int8Linear {
                 layout,
-                act_max: if grouped { a7::ACT_MAX } else { 2047 },
+                act_max,
                 channels: if layout == Layout::Panels { n } else { 0 },
                 act_group: if grouped { a7::ACT_GROUP } else { 0 },
                 asymmetric,
@@ -802,12 +820,17 @@ mod tests {
                 let two = tract_linalg::multithread::multithread_tract_scope(pool, || {
                     op.compute(inputs()?)
                 })?;
+                let team = crate::threads::Team::new(2)?;
+                let in_team = team.install(|| op.compute(inputs()?))?;
                 assert_eq!(one[0].shape(), &[rows, n]);
                 let one = one[0].try_as_plain_ram()?;
                 let one = one.as_slice::<f32>()?;
-                let what =
-                    format!("{layout:?}, grouped: {grouped} {asymmetric}, bias: {with_bias}");
+                let what = format!(
+                    "{layout:?}, grouped: {grouped} {asymmetric} {act_max}, bias: {with_bias}"
+                );
                 assert_eq!(one, two[0].try_as_plain_ram()?.as_slice::<f32>()?, "{what}");
+                let in_team = in_team[0].try_as_plain_ram()?;
+                assert_eq!(one, in_team.as_slice::<f32>()?, "{what}, in a team");
                 // The bias is added once to every output, after the product.
                 let b = bias.try_as_plain_ram()?;
                 let b = b.as_slice::<f32>()?;
