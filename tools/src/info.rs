@@ -72,7 +72,10 @@ pub fn cpu_features() -> Vec<&'static str> {
             ("avx2", has!("avx2")),
             ("fma", has!("fma")),
             ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512vl", has!("avx512vl")),
             ("avx512vnni", has!("avx512vnni")),
+            ("avxvnni", has!("avxvnni")),
         ];
         found.extend(all.iter().filter(|(_, on)| *on).map(|(name, _)| *name));
     }

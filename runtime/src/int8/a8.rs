@@ -17,9 +17,10 @@
 //! i32): `y = fma(S_{G-1}, ws·xs, ... fma(S_0, ws·xs, 0))`, each `ws·xs` one f32 product and the
 //! groups in order: every implementation gives the same bits.
 //!
-//! **Implementations** ([`kernel_name`]): with VNNI (`bertling_a8_avx512vnni`,
-//! `bertling_a8_avxvnni`) the bytes `u` as they are into `vpdpbusd`, `z · Σw` taken back per group
-//! through the column sums; AVX2 (`bertling_a8_avx2`) the codes stored as `u − z` in i16 and
+//! **Implementations** ([`kernel_name`]): with VNNI (`bertling_a8_avx512vnni`: 512-bit registers,
+//! two panels each, [`super::vnni512`]; `bertling_a8_avx512vnni_256` and `bertling_a8_avxvnni`:
+//! 256-bit) the bytes `u` as they are into `vpdpbusd`, `z · Σw` taken back per group through the
+//! column sums; AVX2 (`bertling_a8_avx2`) the codes stored as `u − z` in i16 and
 //! multiplied by `vpmaddwd` against the widened weights (no column sums needed); NEON
 //! (`bertling_a8_neon_dot`: `sdot`; `bertling_a8_neon`: `smull` + `smlal`, two products of at
 //! most `128 · 127` in i16) the signed bytes `u − 128`, `(128 − z) · Σw` added back per group;
@@ -55,6 +56,7 @@ pub fn groups(k: usize) -> usize {
 #[allow(dead_code)] // each target architecture constructs its own
 enum Kernel {
     Avx512Vnni,
+    Avx512Vnni256,
     AvxVnni,
     Avx2,
     NeonDot,
@@ -66,6 +68,7 @@ impl Kernel {
     fn name(self) -> &'static str {
         match self {
             Kernel::Avx512Vnni => "bertling_a8_avx512vnni",
+            Kernel::Avx512Vnni256 => "bertling_a8_avx512vnni_256",
             Kernel::AvxVnni => "bertling_a8_avxvnni",
             Kernel::Avx2 => "bertling_a8_avx2",
             Kernel::NeonDot => "bertling_a8_neon_dot",
@@ -81,7 +84,7 @@ fn kernel() -> Kernel {
     *PICKED.get_or_init(|| {
         let mut candidates = detected();
         candidates.retain(|&k| match k {
-            Kernel::Avx512Vnni | Kernel::AvxVnni => {
+            Kernel::Avx512Vnni | Kernel::Avx512Vnni256 | Kernel::AvxVnni => {
                 let ok = self_check(k);
                 if !ok {
                     tracing::warn!(
@@ -105,8 +108,11 @@ fn detected() -> Vec<Kernel> {
     {
         use std::arch::is_x86_feature_detected as has;
         if has!("avx2") && has!("fma") {
-            if has!("avx512vnni") && has!("avx512vl") {
+            if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
                 found.push(Kernel::Avx512Vnni);
+            }
+            if has!("avx512vnni") && has!("avx512vl") {
+                found.push(Kernel::Avx512Vnni256);
             }
             if has!("avxvnni") {
                 found.push(Kernel::AvxVnni);
@@ -152,7 +158,7 @@ pub fn code_offset() -> u8 {
 /// The offset `kernel` reads byte codes with.
 fn offset_of(kernel: Kernel) -> u8 {
     match kernel {
-        Kernel::Avx512Vnni | Kernel::AvxVnni => MID,
+        Kernel::Avx512Vnni | Kernel::Avx512Vnni256 | Kernel::AvxVnni => MID,
         _ => 0,
     }
 }
@@ -361,7 +367,9 @@ fn run(
 fn byte_kernel(kernel: Kernel) -> Option<a7::Simd> {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512Vnni => Some(a7::avx2::gemm_vnni512),
+        Kernel::Avx512Vnni => Some(super::vnni512::gemm),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512Vnni256 => Some(a7::avx2::gemm_vnni512),
         #[cfg(target_arch = "x86_64")]
         Kernel::AvxVnni => Some(a7::avx2::gemm_avxvnni),
         #[cfg(target_arch = "aarch64")]

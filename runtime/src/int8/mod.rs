@@ -30,6 +30,8 @@ pub mod a8;
 pub mod fold;
 pub mod kernel;
 pub mod packed;
+#[cfg(target_arch = "x86_64")]
+mod vnni512;
 pub mod wide;
 
 use std::cell::RefCell;
