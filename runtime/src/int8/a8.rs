@@ -818,4 +818,22 @@ mod tests {
         assert!(self_check(kernel()), "{}", kernel_name());
         assert_eq!(wide_codes(), kernel_name() == "bertling_a8_avx2");
     }
+
+    /// On a CPU with AVX512-VNNI the VNNI kernel passed its load-time self-check and is the one
+    /// in use (run under emulation by scripts/emulated-avx512.sh); elsewhere the pick is a
+    /// kernel this CPU has.
+    #[test]
+    fn vnni_cpus_use_the_vnni_kernel() {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            assert_eq!(kernel_name(), "bertling_a8_avx512vnni");
+            return;
+        }
+        let names: Vec<_> = detected().iter().map(|k| k.name()).collect();
+        assert!(
+            names.contains(&kernel_name()),
+            "{} not in {names:?}",
+            kernel_name()
+        );
+    }
 }
