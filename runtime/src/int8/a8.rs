@@ -824,6 +824,8 @@ mod tests {
     /// kernel this CPU has.
     #[test]
     fn vnni_cpus_use_the_vnni_kernel() {
+        // For scripts/emulated-avx512.sh, which runs the tests with --nocapture.
+        println!("a8 kernel_name(): {}", kernel_name());
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
             assert_eq!(kernel_name(), "bertling_a8_avx512vnni");
