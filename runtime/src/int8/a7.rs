@@ -531,6 +531,46 @@ pub(super) fn portable_mid(
     }
 }
 
+/// A [`Simd`] kernel's operands: the codes, scales and zero points of the rows, the packed
+/// weights, their scales and column sums.
+#[cfg(target_arch = "x86_64")]
+pub(super) type Operands<'a> = (
+    (&'a [u8], &'a [f32], Option<&'a [u8]>),
+    (&'a [i8], &'a [f32], &'a [i32]),
+);
+
+/// Pointers to a tile's operands (rows of [`padded_k`] `kp` codes and [`groups`] scales; panels
+/// of `PANEL · kp` weights and `groups · PANEL` scales and sums): row `m`'s codes, scales and
+/// zero points, panel `p`'s weights, scales and column sums.
+///
+/// # Safety
+/// Row `m` and panel `p` must be within the operands.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::type_complexity)]
+#[inline(always)]
+pub(super) unsafe fn tile_operands(
+    ((x, xs, xz), (w, ws, sums)): Operands<'_>,
+    kp: usize,
+    (m, p): (usize, usize),
+) -> (
+    (*const u8, *const f32, Option<*const u8>),
+    (*const i8, *const f32, *const i32),
+) {
+    let groups = kp.div_ceil(ACT_GROUP);
+    (
+        (
+            x.as_ptr().add(m * kp),
+            xs.as_ptr().add(m * groups),
+            xz.map(|z| z.as_ptr().add(m * groups)),
+        ),
+        (
+            w.as_ptr().add(p * PANEL * kp),
+            ws.as_ptr().add(p * groups * PANEL),
+            sums.as_ptr().add(p * groups * PANEL),
+        ),
+    )
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2 {
     //! Per group of 4 `k`: each panel's 32 bytes (8 channels x 4 codes) as they are, the row's 4
@@ -643,22 +683,9 @@ pub(super) mod avx2 {
                 out: &mut [f32],
                 ldo: usize,
             ) {
-                let groups = kp.div_ceil(ACT_GROUP);
-                let (xp, xsp, wp, wsp, sp) = (
-                    x.as_ptr(),
-                    x_scale.as_ptr(),
-                    w.as_ptr(),
-                    w_scale.as_ptr(),
-                    sums.as_ptr(),
-                );
+                let operands = ((x, x_scale, x_zero), (w, w_scale, sums));
                 super::super::packed::tiles::<MR, 2>(kp, rows, panels, |m, r, p, np| {
-                    let (x, xs) = (xp.add(m * kp), xsp.add(m * groups));
-                    let xz = x_zero.map(|z| z.as_ptr().add(m * groups));
-                    let (w, ws, s) = (
-                        wp.add(p * PANEL * kp),
-                        wsp.add(p * groups * PANEL),
-                        sp.add(p * groups * PANEL),
-                    );
+                    let ((x, xs, xz), (w, ws, s)) = super::tile_operands(operands, kp, (m, p));
                     let at = (m, p, n);
                     macro_rules! go {
                         ($r:literal) => {

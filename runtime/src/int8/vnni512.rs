@@ -20,7 +20,7 @@
 
 use std::arch::x86_64::*;
 
-use super::a7::ACT_GROUP;
+use super::a7::{tile_operands, ACT_GROUP};
 use super::packed::{self, PANEL};
 
 /// Rows a tile.
@@ -133,25 +133,9 @@ pub unsafe fn gemm(
     out: &mut [f32],
     ldo: usize,
 ) {
-    let groups = kp.div_ceil(ACT_GROUP);
-    let (xp, xsp, wp, wsp, sp) = (
-        x.as_ptr(),
-        x_scale.as_ptr(),
-        w.as_ptr(),
-        w_scale.as_ptr(),
-        sums.as_ptr(),
-    );
+    let operands = ((x, x_scale, x_zero), (w, w_scale, sums));
     packed::tiles::<MR, NP>(kp, rows, panels, |m, r, p, np| {
-        let xr = (
-            xp.add(m * kp),
-            xsp.add(m * groups),
-            x_zero.map(|z| z.as_ptr().add(m * groups)),
-        );
-        let wr = (
-            wp.add(p * PANEL * kp),
-            wsp.add(p * groups * PANEL),
-            sp.add(p * groups * PANEL),
-        );
+        let (xr, wr) = tile_operands(operands, kp, (m, p));
         let at = (m, p, n);
         macro_rules! go {
             ($r:literal) => {
