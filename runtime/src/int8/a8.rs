@@ -191,23 +191,14 @@ pub fn quantize_rows(
     let store = |u: u8, _z: u8| u.wrapping_sub(MID).wrapping_add(offset);
     #[allow(unused_mut)]
     let mut simd: Option<a7::GroupCodes<'_, u8>> = None;
-    #[cfg(target_arch = "aarch64")]
-    let neon = |part: &[f32], (inv, zero, levels), out: &mut [u8]| {
-        // SAFETY: NEON is present (checked below); `out` is as long as `part`.
-        unsafe { neon::group_bytes(part, (inv, zero, levels), MID as i32 - offset as i32, out) }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    let vector = |part: &[f32], (inv, zero, levels), out: &mut [u8]| {
+        // SAFETY: the instructions are present (checked below); `out` is as long as `part`.
+        unsafe { bytes::group_bytes(part, (inv, zero, levels), MID as i32 - offset as i32, out) }
     };
-    #[cfg(target_arch = "aarch64")]
-    if std::arch::is_aarch64_feature_detected!("neon") {
-        simd = Some(&neon);
-    }
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = |part: &[f32], (inv, zero, levels), out: &mut [u8]| {
-        // SAFETY: AVX2 is present (checked below); `out` is as long as `part`.
-        unsafe { avx2::group_bytes(part, (inv, zero, levels), MID as i32 - offset as i32, out) }
-    };
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        simd = Some(&avx2);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if bytes::available() {
+        simd = Some(&vector);
     }
     let at = (padded_k(k), simd);
     a7::quantize_asymmetric(x, k, MID, at.0, codes, scales, zeros, store, at.1);
@@ -232,7 +223,7 @@ pub fn quantize_rows_wide(x: &[f32], k: usize, codes: &mut [i16], scales: &mut [
         unsafe { avx2::group_wide(part, (inv, zero, levels), out) }
     };
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if avx2::available() {
         simd = Some(&avx2);
     }
     let at = (padded_k(k), simd);
@@ -470,12 +461,23 @@ fn self_check(kernel: Kernel) -> bool {
         .all(|(a, b)| a.to_bits() == b.to_bits())
 }
 
+/// The SIMD group writer of byte codes on this architecture.
+#[cfg(target_arch = "x86_64")]
+use avx2 as bytes;
+#[cfg(target_arch = "aarch64")]
+use neon as bytes;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! The group quantizers: codes `u − z` in i16 for the AVX2 kernel (whose product is
     //! [`super::super::packed`]'s 12-bit kernel with the activation scales per row and group,
     //! `gemm_grouped`), bytes for the VNNI kernels.
     use std::arch::x86_64::*;
+
+    /// Whether this CPU has what the writers need.
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
 
     /// Eight codes `u = clamp(round_ties_even(v · inv) + zero, 0, levels)` minus `sub`, in i32.
     #[inline(always)]
@@ -549,6 +551,11 @@ mod avx2 {
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use std::arch::aarch64::*;
+
+    /// Whether this CPU has what the writer needs.
+    pub fn available() -> bool {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
 
     /// A group's codes as bytes `u − sub` (wrapping), as `quantize_rows`'s scalar loop computes
     /// them: `u = clamp(round_ties_even(v · inv) + zero, 0, levels)`.
