@@ -159,19 +159,46 @@ pub fn quantize_rows_asymmetric(
 ) {
     let mid = SYMMETRIC_ZERO;
     let store = |u: u8, _z: u8| u.wrapping_sub(mid).wrapping_add(offset);
-    quantize_asymmetric(x, k, mid, padded_k(k), codes, scales, zeros, store, None);
+    #[allow(unused_mut)]
+    let mut fast: Option<GroupQuantizer<'_, u8>> = None;
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = |part: &[f32], out: &mut [u8]| {
+        // SAFETY: AVX2 is present (checked below); `out` is as long as `part`.
+        unsafe { super::group_avx2::group_bytes(part, 127.0, offset.wrapping_sub(mid), out) }
+    };
+    #[cfg(target_arch = "x86_64")]
+    if super::group_avx2::available() {
+        fast = Some(&avx2);
+    }
+    quantize_asymmetric(x, k, mid, padded_k(k), codes, scales, zeros, store, fast);
 }
 
-/// Writes one group's codes: `(part, (1 / step, z as f32, levels), out)` (see
-/// [`quantize_asymmetric`]).
-pub(super) type GroupCodes<'a, T> = &'a dyn Fn(&[f32], (f32, f32, f32), &mut [T]);
+/// Quantizes one group of at most [`ACT_GROUP`] values as [`quantize_asymmetric`]'s scalar loop
+/// does, writing its codes to `out` (as long as the group) and returning `Some((scale, z))`; or
+/// returns `None`, writing nothing, to leave the group to the scalar loop (which it must for a
+/// group holding a NaN or an infinity, or only zeros).
+pub(super) type GroupQuantizer<'a, T> = &'a dyn Fn(&[f32], &mut [T]) -> Option<(f32, u8)>;
+
+/// A group's `(inv, zero, scale)` with `levels` levels from `lo = min(0, min v)` and
+/// `hi = max(0, max v)`: `inv = levels / (hi − lo)`, the zero point `zero =
+/// clamp(round_ties_even(−lo · inv), 0, levels)` (integral) and `scale = (hi − lo) / levels`;
+/// `None` if the range is 0 or not finite.
+#[inline(always)]
+pub(super) fn group_params(lo: f32, hi: f32, levels: f32) -> Option<(f32, f32, f32)> {
+    let range = hi - lo;
+    if !range.is_finite() || range == 0.0 {
+        return None;
+    }
+    let inv = levels / range;
+    let zero = (-lo * inv).round_ties_even().clamp(0.0, levels);
+    Some((inv, zero, range / levels))
+}
 
 /// The asymmetric quantizer behind [`quantize_rows_asymmetric`] and
 /// [`super::a8::quantize_rows`]: `2 · mid − 1` levels per group (127 for 7-bit codes, 255 for
 /// 8-bit ones), each code written as `store(u, z)` into rows of `stride` codes (padding:
-/// `store(mid, mid)`), and `z` into `zeros` unless it is empty. `simd`, if given, writes a group's
-/// codes instead of the scalar loop, with the same results: `simd(part, (1 / step, z as f32,
-/// levels), out)` (see [`super::a8`]).
+/// `store(mid, mid)`), and `z` into `zeros` unless it is empty. `fast`, if given, is tried on each
+/// group first and must write the same codes (see [`GroupQuantizer`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn quantize_asymmetric<T: Copy>(
     x: &[f32],
@@ -182,7 +209,7 @@ pub(super) fn quantize_asymmetric<T: Copy>(
     scales: &mut [f32],
     zeros: &mut [u8],
     store: impl Fn(u8, u8) -> T,
-    simd: Option<GroupCodes<'_, T>>,
+    fast: Option<GroupQuantizer<'_, T>>,
 ) {
     let g = groups(k);
     let levels = 2.0 * mid as f32 - 1.0;
@@ -196,26 +223,9 @@ pub(super) fn quantize_asymmetric<T: Copy>(
         for gi in 0..g {
             let (k0, k1) = (gi * ACT_GROUP, ((gi + 1) * ACT_GROUP).min(k));
             let (part, o) = (&row[k0..k1], &mut out[k0..k1]);
-            let (lo, hi) = min_max(part);
-            let range = hi - lo;
-            let (s, z) = if !range.is_finite() || range == 0.0 {
-                // NaN/inf (NaN scale) or all zeros (scale 0): every code at the zero point.
-                o.fill(store(mid, mid));
-                (if range.is_finite() { 0.0 } else { f32::NAN }, mid)
-            } else {
-                let inv = levels / range;
-                let zero = (-lo * inv).round_ties_even().clamp(0.0, levels);
-                let z = zero as u8;
-                match simd {
-                    Some(simd) => simd(part, (inv, zero, levels), o),
-                    None => {
-                        for (o, v) in o.iter_mut().zip(part) {
-                            let u = ((v * inv).round_ties_even() + zero).clamp(0.0, levels);
-                            *o = store(u as u8, z);
-                        }
-                    }
-                }
-                (range / levels, z)
+            let (s, z) = match fast.and_then(|fast| fast(part, o)) {
+                Some(done) => done,
+                None => quantize_group(part, o, mid, levels, &store),
             };
             scales[m * g + gi] = s;
             if !zeros.is_empty() {
@@ -225,10 +235,33 @@ pub(super) fn quantize_asymmetric<T: Copy>(
     }
 }
 
+/// [`quantize_asymmetric`]'s scalar loop for one group: its codes into `out`, its `(scale, z)`.
+/// A group holding a NaN or an infinity gets a NaN scale, one of zeros scale 0; both get every
+/// code and the zero point at `mid`.
+fn quantize_group<T: Copy>(
+    part: &[f32],
+    out: &mut [T],
+    mid: u8,
+    levels: f32,
+    store: impl Fn(u8, u8) -> T,
+) -> (f32, u8) {
+    let (lo, hi) = min_max(part);
+    let Some((inv, zero, scale)) = group_params(lo, hi, levels) else {
+        out.fill(store(mid, mid));
+        return (if (hi - lo).is_finite() { 0.0 } else { f32::NAN }, mid);
+    };
+    let z = zero as u8;
+    for (o, v) in out.iter_mut().zip(part) {
+        let u = ((v * inv).round_ties_even() + zero).clamp(0.0, levels);
+        *o = store(u as u8, z);
+    }
+    (scale, z)
+}
+
 /// `(min(0, min v), max(0, max v))` of a group, NaN-propagating (an infinity or a NaN makes the
 /// range non-finite). Vectorized on AVX2 and NEON with the scalar loop's selections (`v < lo`,
 /// `v > hi`), so the same values.
-fn min_max(v: &[f32]) -> (f32, f32) {
+pub(super) fn min_max(v: &[f32]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present.

@@ -46,6 +46,9 @@ pub const ACT_MAX: i32 = 127;
 /// this zero point.
 pub const MID: u8 = 128;
 
+/// Codes per group, less one: `u` spans `[0, LEVELS]`.
+const LEVELS: f32 = 2.0 * MID as f32 - 1.0;
+
 /// Number of activation scales (and zero points) per row.
 pub fn groups(k: usize) -> usize {
     a7::groups(k)
@@ -190,18 +193,17 @@ pub fn quantize_rows(
 ) {
     let store = |u: u8, _z: u8| u.wrapping_sub(MID).wrapping_add(offset);
     #[allow(unused_mut)]
-    let mut simd: Option<a7::GroupCodes<'_, u8>> = None;
+    let mut fast: Option<a7::GroupQuantizer<'_, u8>> = None;
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    let vector = |part: &[f32], (inv, zero, levels), out: &mut [u8]| {
+    let vector = |part: &[f32], out: &mut [u8]| {
         // SAFETY: the instructions are present (checked below); `out` is as long as `part`.
-        unsafe { bytes::group_bytes(part, (inv, zero, levels), MID as i32 - offset as i32, out) }
+        unsafe { bytes::group_bytes(part, LEVELS, offset.wrapping_sub(MID), out) }
     };
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if bytes::available() {
-        simd = Some(&vector);
+        fast = Some(&vector);
     }
-    let at = (padded_k(k), simd);
-    a7::quantize_asymmetric(x, k, MID, at.0, codes, scales, zeros, store, at.1);
+    a7::quantize_asymmetric(x, k, MID, padded_k(k), codes, scales, zeros, store, fast);
 }
 
 /// [`quantize_rows`] for the AVX2 kernel: the same codes and scales, stored as `u − z` in i16
@@ -216,18 +218,17 @@ pub fn quantize_rows(
 pub fn quantize_rows_wide(x: &[f32], k: usize, codes: &mut [i16], scales: &mut [f32]) {
     let store = |u: u8, z: u8| u as i16 - z as i16;
     #[allow(unused_mut)]
-    let mut simd: Option<a7::GroupCodes<'_, i16>> = None;
+    let mut fast: Option<a7::GroupQuantizer<'_, i16>> = None;
     #[cfg(target_arch = "x86_64")]
-    let avx2 = |part: &[f32], (inv, zero, levels), out: &mut [i16]| {
+    let avx2 = |part: &[f32], out: &mut [i16]| {
         // SAFETY: AVX2 is present (checked below); `out` is as long as `part`.
-        unsafe { avx2::group_wide(part, (inv, zero, levels), out) }
+        unsafe { group_avx2::group_wide(part, out) }
     };
     #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
-        simd = Some(&avx2);
+    if group_avx2::available() {
+        fast = Some(&avx2);
     }
-    let at = (padded_k(k), simd);
-    a7::quantize_asymmetric(x, k, MID, at.0, codes, scales, &mut [], store, at.1);
+    a7::quantize_asymmetric(x, k, MID, padded_k(k), codes, scales, &mut [], store, fast);
 }
 
 /// Activation codes as [`gemm`] takes them on this CPU (see [`wide_codes`]).
@@ -463,93 +464,15 @@ fn self_check(kernel: Kernel) -> bool {
 
 /// The SIMD group writer of byte codes on this architecture.
 #[cfg(target_arch = "x86_64")]
-use avx2 as bytes;
+use super::group_avx2 as bytes;
+#[cfg(target_arch = "x86_64")]
+use super::group_avx2;
 #[cfg(target_arch = "aarch64")]
 use neon as bytes;
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    //! The group quantizers: codes `u − z` in i16 for the AVX2 kernel (whose product is
-    //! [`super::super::packed`]'s 12-bit kernel with the activation scales per row and group,
-    //! `gemm_grouped`), bytes for the VNNI kernels.
-    use std::arch::x86_64::*;
-
-    /// Whether this CPU has what the writers need.
-    pub fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-
-    /// Eight codes `u = clamp(round_ties_even(v · inv) + zero, 0, levels)` minus `sub`, in i32.
-    #[inline(always)]
-    unsafe fn codes(v: __m256, (vi, vz, vl): (__m256, __m256, __m256), sub: __m256i) -> __m256i {
-        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(v, vi),
-        );
-        let u = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, vz), _mm256_setzero_ps()), vl);
-        // `u` is integral: the conversion is exact.
-        _mm256_sub_epi32(_mm256_cvtps_epi32(u), sub)
-    }
-
-    /// Writes a group's codes, eight at a time through `put(i, codes − sub)`, the rest as the
-    /// scalar loop computes them, through `tail(i, u − sub)`.
-    #[inline(always)]
-    unsafe fn group(
-        part: &[f32],
-        (inv, zero, levels): (f32, f32, f32),
-        sub: i32,
-        mut put: impl FnMut(usize, __m256i),
-        mut tail: impl FnMut(usize, i32),
-    ) {
-        let lanes = (
-            _mm256_set1_ps(inv),
-            _mm256_set1_ps(zero),
-            _mm256_set1_ps(levels),
-        );
-        let vs = _mm256_set1_epi32(sub);
-        let mut i = 0;
-        while i + 8 <= part.len() {
-            put(i, codes(_mm256_loadu_ps(part.as_ptr().add(i)), lanes, vs));
-            i += 8;
-        }
-        for (j, v) in part.iter().enumerate().skip(i) {
-            let u = ((v * inv).round_ties_even() + zero).clamp(0.0, levels);
-            tail(j, u as i32 - sub);
-        }
-    }
-
-    /// A group's codes `u − z` (`z` = `zero`), as `quantize_rows_wide`'s scalar loop computes
-    /// them: `u = clamp(round_ties_even(v · inv) + zero, 0, levels)`.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn group_wide(part: &[f32], at: (f32, f32, f32), out: &mut [i16]) {
-        let out = &mut out[..part.len()];
-        let o = out.as_mut_ptr();
-        let put = |i: usize, d: __m256i| {
-            let pair = (_mm256_castsi256_si128(d), _mm256_extracti128_si256::<1>(d));
-            _mm_storeu_si128(o.add(i) as *mut __m128i, _mm_packs_epi32(pair.0, pair.1));
-        };
-        group(part, at, at.1 as i32, put, |i, d| *o.add(i) = d as i16);
-    }
-
-    /// A group's codes as bytes `u − sub` (wrapping), as `quantize_rows`'s scalar loop computes
-    /// them.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn group_bytes(part: &[f32], at: (f32, f32, f32), sub: i32, out: &mut [u8]) {
-        let out = &mut out[..part.len()];
-        let o = out.as_mut_ptr();
-        let low = _mm256_set1_epi32(0xff);
-        let put = |i: usize, d: __m256i| {
-            // The low byte of each lane (the wrapping), then narrowed without saturating.
-            let d = _mm256_and_si256(d, low);
-            let pair = (_mm256_castsi256_si128(d), _mm256_extracti128_si256::<1>(d));
-            let w = _mm_packus_epi32(pair.0, pair.1);
-            _mm_storel_epi64(o.add(i) as *mut __m128i, _mm_packus_epi16(w, w));
-        };
-        group(part, at, sub, put, |i, d| *o.add(i) = d as u8);
-    }
-}
-
 #[cfg(target_arch = "aarch64")]
 mod neon {
+    use super::a7;
     use std::arch::aarch64::*;
 
     /// Whether this CPU has what the writer needs.
@@ -557,22 +480,29 @@ mod neon {
         std::arch::is_aarch64_feature_detected!("neon")
     }
 
-    /// A group's codes as bytes `u − sub` (wrapping), as `quantize_rows`'s scalar loop computes
-    /// them: `u = clamp(round_ties_even(v · inv) + zero, 0, levels)`.
+    /// Quantizes a group as `quantize_rows`'s scalar loop does, writing its codes as the bytes
+    /// `u + add` (wrapping) and returning `(scale, z)`; `None` (nothing written) for a group
+    /// holding a NaN or an infinity, or only zeros (see [`a7::GroupQuantizer`]).
     #[target_feature(enable = "neon")]
     pub unsafe fn group_bytes(
         part: &[f32],
-        (inv, zero, levels): (f32, f32, f32),
-        sub: i32,
+        levels: f32,
+        add: u8,
         out: &mut [u8],
-    ) {
+    ) -> Option<(f32, u8)> {
+        let (lo, hi) = a7::min_max(part);
+        let (inv, zero, scale) = a7::group_params(lo, hi, levels)?;
         let out = &mut out[..part.len()];
-        let (vz, vl, vs) = (vdupq_n_f32(zero), vdupq_n_f32(levels), vdupq_n_s32(sub));
+        let (vz, vl, va) = (
+            vdupq_n_f32(zero),
+            vdupq_n_f32(levels),
+            vdupq_n_s32(add as i32),
+        );
         let code = |v: float32x4_t| {
             let r = vrndnq_f32(vmulq_n_f32(v, inv));
             let u = vminq_f32(vmaxq_f32(vaddq_f32(r, vz), vdupq_n_f32(0.0)), vl);
             // `u` is integral: the conversion is exact; the narrowing keeps the low bits.
-            vmovn_s32(vsubq_s32(vcvtq_s32_f32(u), vs))
+            vmovn_s32(vaddq_s32(vcvtq_s32_f32(u), va))
         };
         let mut i = 0;
         while i + 8 <= part.len() {
@@ -584,8 +514,9 @@ mod neon {
         }
         for (o, v) in out[i..].iter_mut().zip(&part[i..]) {
             let u = ((v * inv).round_ties_even() + zero).clamp(0.0, levels);
-            *o = (u as i32 - sub) as u8;
+            *o = (u as u8).wrapping_add(add);
         }
+        Some((scale, zero as u8))
     }
 }
 
@@ -775,6 +706,11 @@ mod tests {
         x[64] = 0.0; // keep the range [-10 · 63 / 255, 21.5 · 63 / 255] exactly
         x[2 * k + 5] = f32::NAN;
         x[3 * k..4 * k].fill(0.0);
+        x[4 * k + 70] = f32::INFINITY;
+        // Whose sum overflows (the AVX2 quantizer leaves it to the scalar loop), with -0s.
+        x[5 * k..5 * k + 64].fill(1e38);
+        x[5 * k + 64..5 * k + 128].fill(-0.0);
+        x[5 * k + 100] = 0.5;
         let (kp, g) = (padded_k(k), groups(k));
         let (mut q, mut s, mut z) = (vec![0u8; 9 * kp], vec![0f32; 9 * g], vec![0u8; 9 * g]);
         quantize_rows(&x, k, 0, &mut q, &mut s, &mut z);

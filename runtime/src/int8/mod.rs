@@ -28,6 +28,8 @@
 pub mod a7;
 pub mod a8;
 pub mod fold;
+#[cfg(target_arch = "x86_64")]
+mod group_avx2;
 pub mod kernel;
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
