@@ -161,14 +161,14 @@ pub fn quantize_rows_asymmetric(
     let store = |u: u8, _z: u8| u.wrapping_sub(mid).wrapping_add(offset);
     #[allow(unused_mut)]
     let mut fast: Option<GroupQuantizer<'_, u8>> = None;
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = |part: &[f32], out: &mut [u8]| {
-        // SAFETY: AVX2 is present (checked below); `out` is as long as `part`.
-        unsafe { super::group_avx2::group_bytes(part, 127.0, offset.wrapping_sub(mid), out) }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    let vector = |part: &[f32], out: &mut [u8]| {
+        // SAFETY: the instructions are present (checked below); `out` is as long as `part`.
+        unsafe { super::group_simd::group_bytes(part, 127.0, offset.wrapping_sub(mid), out) }
     };
-    #[cfg(target_arch = "x86_64")]
-    if super::group_avx2::available() {
-        fast = Some(&avx2);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if super::group_simd::available() {
+        fast = Some(&vector);
     }
     quantize_asymmetric(x, k, mid, padded_k(k), codes, scales, zeros, store, fast);
 }
@@ -259,24 +259,10 @@ fn quantize_group<T: Copy>(
 }
 
 /// `(min(0, min v), max(0, max v))` of a group, NaN-propagating (an infinity or a NaN makes the
-/// range non-finite). Vectorized on AVX2 and NEON with the scalar loop's selections (`v < lo`,
-/// `v > hi`), so the same values.
-pub(super) fn min_max(v: &[f32]) -> (f32, f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present.
-        return unsafe { simd_min_max::avx2(v) };
-    }
-    #[cfg(target_arch = "aarch64")]
-    if std::arch::is_aarch64_feature_detected!("neon") {
-        // SAFETY: NEON is present.
-        return unsafe { simd_min_max::neon(v) };
-    }
-    min_max_scalar(v)
-}
-
-/// [`min_max`]'s definition; eight lanes so the compiler may vectorize it.
-fn min_max_scalar(v: &[f32]) -> (f32, f32) {
+/// range non-finite). Eight lanes so the compiler may vectorize it; the SIMD quantizers
+/// ([`GroupQuantizer`]) compute their own and leave the groups where this matters (non-finite
+/// values, zeros) to the scalar loop.
+fn min_max(v: &[f32]) -> (f32, f32) {
     let (mut lo, mut hi, mut bad) = ([0f32; 8], [0f32; 8], false);
     let mut chunks = v.chunks_exact(8);
     for c in &mut chunks {
@@ -289,64 +275,7 @@ fn min_max_scalar(v: &[f32]) -> (f32, f32) {
     finish(chunks.remainder(), lo, hi, bad)
 }
 
-mod simd_min_max {
-    //! [`super::min_max`] on eight (AVX2) or four (NEON) lanes: `lo = v < lo ? v : lo`, `hi = v >
-    //! hi ? v : hi` from zeros, and `v · 0` summed (NaN for an infinity or a NaN, else 0).
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2(v: &[f32]) -> (f32, f32) {
-        use std::arch::x86_64::*;
-        let (mut lo, mut hi, mut bad) = (
-            _mm256_setzero_ps(),
-            _mm256_setzero_ps(),
-            _mm256_setzero_ps(),
-        );
-        let mut chunks = v.chunks_exact(8);
-        for c in &mut chunks {
-            let x = _mm256_loadu_ps(c.as_ptr());
-            // `minps(a, b)` is `a < b ? a : b`: the scalar selection with `a = v`.
-            lo = _mm256_min_ps(x, lo);
-            hi = _mm256_max_ps(x, hi);
-            bad = _mm256_add_ps(bad, _mm256_mul_ps(x, _mm256_setzero_ps()));
-        }
-        let (mut l, mut h, mut b) = ([0f32; 8], [0f32; 8], [0f32; 8]);
-        _mm256_storeu_ps(l.as_mut_ptr(), lo);
-        _mm256_storeu_ps(h.as_mut_ptr(), hi);
-        _mm256_storeu_ps(b.as_mut_ptr(), bad);
-        super::finish(chunks.remainder(), l, h, b.iter().any(|x| *x != 0.0))
-    }
-
-    #[cfg(target_arch = "aarch64")]
-    #[target_feature(enable = "neon")]
-    pub unsafe fn neon(v: &[f32]) -> (f32, f32) {
-        use std::arch::aarch64::*;
-        let (mut lo, mut hi, mut bad) = (
-            [vdupq_n_f32(0.0); 2],
-            [vdupq_n_f32(0.0); 2],
-            vdupq_n_f32(0.0),
-        );
-        let mut chunks = v.chunks_exact(8);
-        for c in &mut chunks {
-            for (j, (lo, hi)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
-                let x = vld1q_f32(c.as_ptr().add(4 * j));
-                // Compare and select, as the scalar loop (`fmin` would order -0 before +0).
-                *lo = vbslq_f32(vcltq_f32(x, *lo), x, *lo);
-                *hi = vbslq_f32(vcgtq_f32(x, *hi), x, *hi);
-                bad = vaddq_f32(bad, vmulq_n_f32(x, 0.0));
-            }
-        }
-        let (mut l, mut h, mut b) = ([0f32; 8], [0f32; 8], [0f32; 4]);
-        vst1q_f32(l.as_mut_ptr(), lo[0]);
-        vst1q_f32(l.as_mut_ptr().add(4), lo[1]);
-        vst1q_f32(h.as_mut_ptr(), hi[0]);
-        vst1q_f32(h.as_mut_ptr().add(4), hi[1]);
-        vst1q_f32(b.as_mut_ptr(), bad);
-        super::finish(chunks.remainder(), l, h, b.iter().any(|x| *x != 0.0))
-    }
-}
-
-/// The end of [`min_max_scalar`] and its SIMD versions: the remainder, then the lanes folded.
+/// The end of [`min_max`]: the remainder, then the lanes folded.
 fn finish(rest: &[f32], mut lo: [f32; 8], mut hi: [f32; 8], mut bad: bool) -> (f32, f32) {
     for &x in rest {
         lo[0] = if x < lo[0] { x } else { lo[0] };
@@ -1095,14 +1024,15 @@ mod tests {
     }
 
     #[test]
-    fn the_vectorized_min_max_equals_the_scalar_one() {
+    fn the_vector_group_quantizer_equals_the_scalar_loop() {
         let mut seed = 23u64;
-        for len in [0, 1, 7, 8, 9, 31, 64] {
-            for case in 0..6 {
-                let mut v: Vec<f32> = (0..len)
-                    .map(|_| (lcg(&mut seed) % 2001) as f32 / 100.0 - 10.0)
-                    .collect();
-                if len > 0 {
+        for mid in [SYMMETRIC_ZERO, super::super::a8::MID] {
+            let levels = 2.0 * mid as f32 - 1.0;
+            for len in [1, 7, 8, 9, 31, 63, 64] {
+                for case in 0..8 {
+                    let mut v: Vec<f32> = (0..len)
+                        .map(|_| (lcg(&mut seed) % 2001) as f32 / 100.0 - 10.0)
+                        .collect();
                     let at = lcg(&mut seed) as usize % len;
                     match case {
                         1 => v.iter_mut().for_each(|x| *x = x.abs()),
@@ -1110,12 +1040,42 @@ mod tests {
                         3 => v[at] = f32::INFINITY,
                         4 => v[at] = f32::NAN,
                         5 => v[at] = f32::NEG_INFINITY,
+                        6 => v.fill(0.0),
+                        // Whole and half steps of the group's own range: rounding ties.
+                        7 => v
+                            .iter_mut()
+                            .enumerate()
+                            .for_each(|(i, x)| *x = (i as f32 - 20.0) * 0.5 * (63.0 / levels)),
                         _ => {}
                     }
+                    let mut want = vec![0u8; len];
+                    let (ws, wz) = quantize_group(&v, &mut want, mid, levels, |u, _| u);
+                    // Non-finite values (NaN scale) or only zeros (scale 0).
+                    let scalar_only = ws.is_nan() || ws == 0.0;
+                    assert_eq!(
+                        scalar_only,
+                        (3..7).contains(&case) || v.iter().all(|x| *x == 0.0)
+                    );
+                    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+                    if super::super::group_simd::available() {
+                        let mut got = vec![7u8; len];
+                        // SAFETY: the instructions are present; `got` is as long as `v`.
+                        let done = unsafe {
+                            super::super::group_simd::group_bytes(&v, levels, 0, &mut got)
+                        };
+                        match done {
+                            Some((s, z)) => {
+                                assert!(!scalar_only, "{case}: must be declined: {v:?}");
+                                assert_eq!((s.to_bits(), z), (ws.to_bits(), wz), "{v:?}");
+                                assert_eq!(got, want, "{v:?}");
+                            }
+                            None => {
+                                assert!(scalar_only, "{case}: declined: {v:?}");
+                                assert!(got.iter().all(|&u| u == 7), "written though declined");
+                            }
+                        }
+                    }
                 }
-                let (a, b) = (min_max(&v), min_max_scalar(&v));
-                let bits = |(l, h): (f32, f32)| (l.to_bits(), h.to_bits());
-                assert_eq!(bits(a), bits(b), "{v:?}");
             }
         }
     }

@@ -18,7 +18,7 @@
 //! groups in order: every implementation gives the same bits.
 //!
 //! **Implementations** ([`kernel_name`]): with VNNI (`bertling_a8_avx512vnni`: 512-bit registers,
-//! two panels each, [`super::vnni512`]; `bertling_a8_avx512vnni_256` and `bertling_a8_avxvnni`:
+//! two panels each, `vnni512.rs`; `bertling_a8_avx512vnni_256` and `bertling_a8_avxvnni`:
 //! 256-bit) the bytes `u` as they are into `vpdpbusd`, `z · Σw` taken back per group through the
 //! column sums; AVX2 (`bertling_a8_avx2`) the codes stored as `u − z` in i16 and
 //! multiplied by `vpmaddwd` against the widened weights (no column sums needed); NEON
@@ -197,10 +197,10 @@ pub fn quantize_rows(
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     let vector = |part: &[f32], out: &mut [u8]| {
         // SAFETY: the instructions are present (checked below); `out` is as long as `part`.
-        unsafe { bytes::group_bytes(part, LEVELS, offset.wrapping_sub(MID), out) }
+        unsafe { group_simd::group_bytes(part, LEVELS, offset.wrapping_sub(MID), out) }
     };
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if bytes::available() {
+    if group_simd::available() {
         fast = Some(&vector);
     }
     a7::quantize_asymmetric(x, k, MID, padded_k(k), codes, scales, zeros, store, fast);
@@ -462,63 +462,11 @@ fn self_check(kernel: Kernel) -> bool {
         .all(|(a, b)| a.to_bits() == b.to_bits())
 }
 
-/// The SIMD group writer of byte codes on this architecture.
-#[cfg(target_arch = "x86_64")]
-use super::group_avx2 as bytes;
 #[cfg(target_arch = "x86_64")]
 use super::group_avx2;
-#[cfg(target_arch = "aarch64")]
-use neon as bytes;
-
-#[cfg(target_arch = "aarch64")]
-mod neon {
-    use super::a7;
-    use std::arch::aarch64::*;
-
-    /// Whether this CPU has what the writer needs.
-    pub fn available() -> bool {
-        std::arch::is_aarch64_feature_detected!("neon")
-    }
-
-    /// Quantizes a group as `quantize_rows`'s scalar loop does, writing its codes as the bytes
-    /// `u + add` (wrapping) and returning `(scale, z)`; `None` (nothing written) for a group
-    /// holding a NaN or an infinity, or only zeros (see [`a7::GroupQuantizer`]).
-    #[target_feature(enable = "neon")]
-    pub unsafe fn group_bytes(
-        part: &[f32],
-        levels: f32,
-        add: u8,
-        out: &mut [u8],
-    ) -> Option<(f32, u8)> {
-        let (lo, hi) = a7::min_max(part);
-        let (inv, zero, scale) = a7::group_params(lo, hi, levels)?;
-        let out = &mut out[..part.len()];
-        let (vz, vl, va) = (
-            vdupq_n_f32(zero),
-            vdupq_n_f32(levels),
-            vdupq_n_s32(add as i32),
-        );
-        let code = |v: float32x4_t| {
-            let r = vrndnq_f32(vmulq_n_f32(v, inv));
-            let u = vminq_f32(vmaxq_f32(vaddq_f32(r, vz), vdupq_n_f32(0.0)), vl);
-            // `u` is integral: the conversion is exact; the narrowing keeps the low bits.
-            vmovn_s32(vaddq_s32(vcvtq_s32_f32(u), va))
-        };
-        let mut i = 0;
-        while i + 8 <= part.len() {
-            let lo = code(vld1q_f32(part.as_ptr().add(i)));
-            let hi = code(vld1q_f32(part.as_ptr().add(i + 4)));
-            let bytes = vmovn_s16(vcombine_s16(lo, hi));
-            vst1_u8(out.as_mut_ptr().add(i), vreinterpret_u8_s8(bytes));
-            i += 8;
-        }
-        for (o, v) in out[i..].iter_mut().zip(&part[i..]) {
-            let u = ((v * inv).round_ties_even() + zero).clamp(0.0, levels);
-            *o = (u as u8).wrapping_add(add);
-        }
-        Some((scale, zero as u8))
-    }
-}
+/// The SIMD group writer of byte codes on this architecture.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use super::group_simd;
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,14 @@ pub mod a8;
 pub mod fold;
 #[cfg(target_arch = "x86_64")]
 mod group_avx2;
+#[cfg(target_arch = "aarch64")]
+mod group_neon;
+/// The group quantizer in registers for this CPU's vector instructions (see
+/// [`a7::GroupQuantizer`]).
+#[cfg(target_arch = "x86_64")]
+use group_avx2 as group_simd;
+#[cfg(target_arch = "aarch64")]
+use group_neon as group_simd;
 pub mod kernel;
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
