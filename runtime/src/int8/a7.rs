@@ -570,7 +570,26 @@ pub(super) mod avx2 {
         let mut y = [[_mm256_setzero_ps(); P]; R];
         for gi in 0..groups {
             let (k0, k1) = (gi * ACT_GROUP, ((gi + 1) * ACT_GROUP).min(kp));
+            // The sums start from what the offset or zero point takes back: `−64 · Σw`, or
+            // `−z · Σw` for asymmetric rows (`vpmaddwd`: Σw = sums / 64 fits in the low i16 of
+            // its lane, z in the low i16 of the other's), so the group ends with no correction.
             let mut acc = [[_mm256_setzero_si256(); P]; R];
+            for j in 0..P {
+                let at = j * groups * PANEL + gi * PANEL;
+                let c = _mm256_loadu_si256(sums.add(at) as *const __m256i);
+                let zero = _mm256_setzero_si256();
+                let neg = _mm256_sub_epi32(zero, c);
+                let neg1 = _mm256_sub_epi32(zero, _mm256_srai_epi32(c, 6));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    a[j] = match xz {
+                        Some(z) => _mm256_madd_epi16(
+                            neg1,
+                            _mm256_set1_epi32(*z.add(i * groups + gi) as i32),
+                        ),
+                        None => neg,
+                    };
+                }
+            }
             let mut g = k0;
             while g < k1 {
                 let mut wv = [_mm256_setzero_si256(); P];
@@ -593,20 +612,9 @@ pub(super) mod avx2 {
                 g += 4;
             }
             for j in 0..P {
-                let at = j * groups * PANEL + gi * PANEL;
-                let c = _mm256_loadu_si256(sums.add(at) as *const __m256i);
-                // Σw = sums / 64, exactly (sums is 64 · Σw): asymmetric rows take back z · Σw.
-                let c1 = _mm256_srai_epi32(c, 6);
-                let s = _mm256_loadu_ps(ws.add(at));
+                let s = _mm256_loadu_ps(ws.add(j * groups * PANEL + gi * PANEL));
                 for (i, y) in y.iter_mut().enumerate() {
-                    let c = match xz {
-                        Some(z) => _mm256_mullo_epi32(
-                            c1,
-                            _mm256_set1_epi32(*z.add(i * groups + gi) as i32),
-                        ),
-                        None => c,
-                    };
-                    let sum = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][j], c));
+                    let sum = _mm256_cvtepi32_ps(acc[i][j]);
                     let t = _mm256_mul_ps(s, _mm256_set1_ps(*xs.add(i * groups + gi)));
                     y[j] = _mm256_fmadd_ps(sum, t, y[j]);
                 }

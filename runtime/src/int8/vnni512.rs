@@ -56,7 +56,28 @@ unsafe fn tile<const R: usize, const Z: usize, const FULL: bool>(
     let mut y = [[_mm512_setzero_ps(); Z]; R];
     for gi in 0..groups {
         let (k0, k1) = (gi * ACT_GROUP, ((gi + 1) * ACT_GROUP).min(kp));
+        // The sums start from what the zero point (or the offset) takes back, as in the 256-bit
+        // tile: `−z · Σw` (`vpmaddwd`: Σw = sums / 64 fits in the low i16 of its lane, z in the
+        // low i16 of the other's), or `−64 · Σw`.
         let mut acc = [[_mm512_setzero_si512(); Z]; R];
+        for j in 0..Z {
+            let at = 2 * j * groups * PANEL + gi * PANEL;
+            let next = pair(j).then_some(groups * PANEL);
+            let c = halves(sums.add(at), next.map(|d| sums.add(at + d)));
+            let zero = _mm512_setzero_si512();
+            let (neg, neg1) = (
+                _mm512_sub_epi32(zero, c),
+                _mm512_sub_epi32(zero, _mm512_srai_epi32::<6>(c)),
+            );
+            for (i, a) in acc.iter_mut().enumerate() {
+                a[j] = match xz {
+                    Some(z) => {
+                        _mm512_madd_epi16(neg1, _mm512_set1_epi32(*z.add(i * groups + gi) as i32))
+                    }
+                    None => neg,
+                };
+            }
+        }
         let mut g = k0;
         while g < k1 {
             let mut wv = [_mm512_setzero_si512(); Z];
@@ -75,19 +96,9 @@ unsafe fn tile<const R: usize, const Z: usize, const FULL: bool>(
         for j in 0..Z {
             let at = 2 * j * groups * PANEL + gi * PANEL;
             let next = pair(j).then_some(groups * PANEL);
-            let c = halves(sums.add(at), next.map(|d| sums.add(at + d)));
             let s = _mm512_castsi512_ps(halves(ws.add(at), next.map(|d| ws.add(at + d))));
-            // Σw = sums / 64, exactly (sums is 64 · Σw).
-            let c1 = _mm512_srai_epi32::<6>(c);
             for (i, y) in y.iter_mut().enumerate() {
-                let c = match xz {
-                    // Σw fits in the low i16 of its lane, z in the low i16 of the other's.
-                    Some(z) => {
-                        _mm512_madd_epi16(c1, _mm512_set1_epi32(*z.add(i * groups + gi) as i32))
-                    }
-                    None => c,
-                };
-                let sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], c));
+                let sum = _mm512_cvtepi32_ps(acc[i][j]);
                 let t = _mm512_mul_ps(s, _mm512_set1_ps(*xs.add(i * groups + gi)));
                 y[j] = _mm512_fmadd_ps(sum, t, y[j]);
             }
