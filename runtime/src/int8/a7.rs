@@ -179,6 +179,40 @@ pub fn quantize_rows_asymmetric(
 /// group holding a NaN or an infinity, or only zeros).
 pub(super) type GroupQuantizer<'a, T> = &'a dyn Fn(&[f32], &mut [T]) -> Option<(f32, u8)>;
 
+/// A group's values as [`ACT_GROUP`] of them, what a [`GroupQuantizer`] loads: `part` itself when
+/// whole, else copied into `buf` after zeros (which leave `min(0, ·)` and `max(0, ·)` unchanged).
+#[inline(always)]
+pub(super) fn whole_group<'a>(
+    part: &'a [f32],
+    buf: &'a mut [f32; ACT_GROUP],
+) -> &'a [f32; ACT_GROUP] {
+    match part.try_into() {
+        Ok(whole) => whole,
+        Err(_) => {
+            buf[..part.len()].copy_from_slice(part);
+            buf
+        }
+    }
+}
+
+/// Lets `write` fill [`ACT_GROUP`] codes, of which the first `len` go to `out`: `out` itself when
+/// the group is whole, else a buffer copied from.
+#[inline(always)]
+pub(super) fn write_group<T: Copy + Default>(
+    out: &mut [T],
+    len: usize,
+    write: impl FnOnce(&mut [T; ACT_GROUP]),
+) {
+    match <&mut [T; ACT_GROUP]>::try_from(&mut out[..len]) {
+        Ok(whole) => write(whole),
+        Err(_) => {
+            let mut buf = [T::default(); ACT_GROUP];
+            write(&mut buf);
+            out[..len].copy_from_slice(&buf[..len]);
+        }
+    }
+}
+
 /// A group's `(inv, zero, scale)` with `levels` levels from `lo = min(0, min v)` and
 /// `hi = max(0, max v)`: `inv = levels / (hi − lo)`, the zero point `zero =
 /// clamp(round_ties_even(−lo · inv), 0, levels)` (integral) and `scale = (hi − lo) / levels`;

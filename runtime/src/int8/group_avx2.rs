@@ -28,14 +28,8 @@ pub fn available() -> bool {
 /// unchanged.
 #[inline(always)]
 unsafe fn codes(part: &[f32], levels: f32) -> Option<([__m256i; 4], f32, u8)> {
-    debug_assert!(part.len() <= ACT_GROUP);
-    let mut padded = [0f32; ACT_GROUP];
-    let src = if part.len() == ACT_GROUP {
-        part.as_ptr()
-    } else {
-        padded[..part.len()].copy_from_slice(part);
-        padded.as_ptr()
-    };
+    let mut buf = [0f32; ACT_GROUP];
+    let src = a7::whole_group(part, &mut buf).as_ptr();
     let v: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(8 * i)));
     // A tree, not a chain: the group's latency is what a row of groups waits on. Which of two
     // equal values (+0 and -0) wins may differ from the scalar loop's; nothing below depends on it.
@@ -100,21 +94,16 @@ pub unsafe fn group_bytes(part: &[f32], levels: f32, add: u8, out: &mut [u8]) ->
         _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
         _mm256_set1_epi8(add as i8),
     );
-    let mut bytes = [0u8; ACT_GROUP];
-    let to = match part.len() == ACT_GROUP {
-        true => out.as_mut_ptr(),
-        false => bytes.as_mut_ptr(),
-    };
-    for h in 0..2 {
-        // Codes are in [0, levels]: the unsigned narrowing is exact. Its 32-bit lanes then hold
-        // values 0-3, 8-11, 16-19, 24-27, 4-7, 12-15, 20-23, 28-31 of these 32: `order` sorts them.
-        let b = _mm256_packus_epi16(u[2 * h], u[2 * h + 1]);
-        let b = _mm256_add_epi8(_mm256_permutevar8x32_epi32(b, order), add);
-        _mm256_storeu_si256(to.add(32 * h) as *mut __m256i, b);
-    }
-    if part.len() < ACT_GROUP {
-        out[..part.len()].copy_from_slice(&bytes[..part.len()]);
-    }
+    a7::write_group(out, part.len(), |to| {
+        for h in 0..2 {
+            // Codes are in [0, levels]: the unsigned narrowing is exact. Its 32-bit lanes then
+            // hold values 0-3, 8-11, 16-19, 24-27, 4-7, 12-15, 20-23, 28-31 of these 32: `order`
+            // sorts them.
+            let b = _mm256_packus_epi16(u[2 * h], u[2 * h + 1]);
+            let b = _mm256_add_epi8(_mm256_permutevar8x32_epi32(b, order), add);
+            _mm256_storeu_si256(to.as_mut_ptr().add(32 * h) as *mut __m256i, b);
+        }
+    });
     Some((scale, z))
 }
 
@@ -128,18 +117,12 @@ pub unsafe fn group_bytes(part: &[f32], levels: f32, add: u8, out: &mut [u8]) ->
 pub unsafe fn group_wide(part: &[f32], out: &mut [i16]) -> Option<(f32, u8)> {
     let (u, scale, z) = codes(part, 255.0)?;
     let vz = _mm256_set1_epi16(z as i16);
-    let mut wide = [0i16; ACT_GROUP];
-    let to = match part.len() == ACT_GROUP {
-        true => out.as_mut_ptr(),
-        false => wide.as_mut_ptr(),
-    };
-    for (j, u) in u.iter().enumerate() {
-        // 64-bit quarters 0, 2, 1, 3 hold values 0-3, 4-7, 8-11, 12-15 of these 16.
-        let w = _mm256_sub_epi16(_mm256_permute4x64_epi64::<0b11_01_10_00>(*u), vz);
-        _mm256_storeu_si256(to.add(16 * j) as *mut __m256i, w);
-    }
-    if part.len() < ACT_GROUP {
-        out[..part.len()].copy_from_slice(&wide[..part.len()]);
-    }
+    a7::write_group(out, part.len(), |to| {
+        for (j, u) in u.iter().enumerate() {
+            // 64-bit quarters 0, 2, 1, 3 hold values 0-3, 4-7, 8-11, 12-15 of these 16.
+            let w = _mm256_sub_epi16(_mm256_permute4x64_epi64::<0b11_01_10_00>(*u), vz);
+            _mm256_storeu_si256(to.as_mut_ptr().add(16 * j) as *mut __m256i, w);
+        }
+    });
     Some((scale, z))
 }

@@ -27,15 +27,8 @@ pub fn available() -> bool {
 /// NEON must be present ([`available`]); `out` must be at least as long as `part`.
 #[target_feature(enable = "neon")]
 pub unsafe fn group_bytes(part: &[f32], levels: f32, add: u8, out: &mut [u8]) -> Option<(f32, u8)> {
-    debug_assert!(part.len() <= ACT_GROUP);
-    let mut padded = [0f32; ACT_GROUP];
-    let src = if part.len() == ACT_GROUP {
-        part.as_ptr()
-    } else {
-        // Missing values count as zeros, which leave `min(0, ·)` and `max(0, ·)` unchanged.
-        padded[..part.len()].copy_from_slice(part);
-        padded.as_ptr()
-    };
+    let mut buf = [0f32; ACT_GROUP];
+    let src = a7::whole_group(part, &mut buf).as_ptr();
     let v: [float32x4_t; 16] = std::array::from_fn(|i| vld1q_f32(src.add(4 * i)));
     // Trees, not chains: the group's latency is what a row of groups waits on. Which of two equal
     // values (+0 and -0) wins may differ from the scalar loop's choice; nothing below depends on
@@ -53,20 +46,17 @@ pub unsafe fn group_bytes(part: &[f32], levels: f32, add: u8, out: &mut [u8]) ->
     let hi = vmaxvq_f32(tree(&|a, b| vmaxq_f32(a, b)));
     let (inv, zero, scale) = a7::group_params(lo, hi, levels)?;
     let (vz, top) = (vdupq_n_s32(zero as i32), vdupq_n_s16(levels as i16));
-    let mut bytes = [0u8; ACT_GROUP];
-    let to = match part.len() == ACT_GROUP {
-        true => out.as_mut_ptr(),
-        false => bytes.as_mut_ptr(),
-    };
     let code = |x: float32x4_t| vqmovn_s32(vaddq_s32(vcvtnq_s32_f32(vmulq_n_f32(x, inv)), vz));
-    for j in 0..8 {
-        let u = vcombine_s16(code(v[2 * j]), code(v[2 * j + 1]));
-        let u = vminq_s16(vmaxq_s16(u, vdupq_n_s16(0)), top);
-        // In [0, levels]: the unsigned narrowing is exact.
-        vst1_u8(to.add(8 * j), vadd_u8(vqmovun_s16(u), vdup_n_u8(add)));
-    }
-    if part.len() < ACT_GROUP {
-        out[..part.len()].copy_from_slice(&bytes[..part.len()]);
-    }
+    a7::write_group(out, part.len(), |to| {
+        for j in 0..8 {
+            let u = vcombine_s16(code(v[2 * j]), code(v[2 * j + 1]));
+            let u = vminq_s16(vmaxq_s16(u, vdupq_n_s16(0)), top);
+            // In [0, levels]: the unsigned narrowing is exact.
+            vst1_u8(
+                to.as_mut_ptr().add(8 * j),
+                vadd_u8(vqmovun_s16(u), vdup_n_u8(add)),
+            );
+        }
+    });
     Some((scale, zero as u8))
 }
