@@ -611,13 +611,16 @@ pub(super) mod avx2 {
             for j in 0..P {
                 let at = j * groups * PANEL + gi * PANEL;
                 let c = _mm256_loadu_si256(sums.add(at) as *const __m256i);
-                let zero = _mm256_setzero_si256();
-                let neg = _mm256_sub_epi32(zero, c);
-                let neg1 = _mm256_sub_epi32(zero, _mm256_srai_epi32(c, 6));
+                // `c` is 64 · Σw: Σw = c / 64 exactly.
+                let c = match xz {
+                    Some(_) => _mm256_srai_epi32(c, 6),
+                    None => c,
+                };
+                let neg = _mm256_sub_epi32(_mm256_setzero_si256(), c);
                 for (i, a) in acc.iter_mut().enumerate() {
                     a[j] = match xz {
                         Some(z) => _mm256_madd_epi16(
-                            neg1,
+                            neg,
                             _mm256_set1_epi32(*z.add(i * groups + gi) as i32),
                         ),
                         None => neg,

@@ -35,6 +35,10 @@ use std::sync::OnceLock;
 
 use super::a7::{self, ACT_GROUP};
 #[cfg(target_arch = "x86_64")]
+use super::group_avx2;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use super::group_simd;
+#[cfg(target_arch = "x86_64")]
 use super::packed::avx2 as packed_avx2;
 use super::packed::{padded_k, panels, PANEL};
 
@@ -461,12 +465,6 @@ fn self_check(kernel: Kernel) -> bool {
         .zip(&got)
         .all(|(a, b)| a.to_bits() == b.to_bits())
 }
-
-#[cfg(target_arch = "x86_64")]
-use super::group_avx2;
-/// The SIMD group writer of byte codes on this architecture.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-use super::group_simd;
 
 #[cfg(test)]
 mod tests {

@@ -9,8 +9,8 @@
 //!
 //! **Tile.** Per group of 4 inputs: panels `p` and `p + 1` (32 bytes each: 8 channels x 4 codes)
 //! side by side in one register, 16 channels; each row's 4 codes broadcast; one `vpdpbusd`. 8
-//! rows x 4 panels (32 channels, 16 accumulators) a tile. Per group of 64 inputs the zero point
-//! is taken back through the column sums (`z · Σw`, `vpmaddwd`: `|Σw| ≤ 64 · 127` fits in i16) and
+//! rows x 4 panels (32 channels, 16 accumulators) a tile. Per group of 64 inputs the sums start
+//! at `−z · Σw` from the column sums (`vpmaddwd`: `|Σw| ≤ 64 · 127` fits in i16), and end in
 //! `y = fma(sum, ws · xs, y)`, in the order the definition has, so the bits are the portable
 //! kernel's.
 //!
@@ -64,15 +64,16 @@ unsafe fn tile<const R: usize, const Z: usize, const FULL: bool>(
             let at = 2 * j * groups * PANEL + gi * PANEL;
             let next = pair(j).then_some(groups * PANEL);
             let c = halves(sums.add(at), next.map(|d| sums.add(at + d)));
-            let zero = _mm512_setzero_si512();
-            let (neg, neg1) = (
-                _mm512_sub_epi32(zero, c),
-                _mm512_sub_epi32(zero, _mm512_srai_epi32::<6>(c)),
-            );
+            // `c` is 64 · Σw: Σw = c / 64 exactly.
+            let c = match xz {
+                Some(_) => _mm512_srai_epi32::<6>(c),
+                None => c,
+            };
+            let neg = _mm512_sub_epi32(_mm512_setzero_si512(), c);
             for (i, a) in acc.iter_mut().enumerate() {
                 a[j] = match xz {
                     Some(z) => {
-                        _mm512_madd_epi16(neg1, _mm512_set1_epi32(*z.add(i * groups + gi) as i32))
+                        _mm512_madd_epi16(neg, _mm512_set1_epi32(*z.add(i * groups + gi) as i32))
                     }
                     None => neg,
                 };
