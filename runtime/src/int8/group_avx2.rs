@@ -1,15 +1,15 @@
 //! One group of activations quantized to asymmetric codes on AVX2, in registers: the group's 64
 //! values are loaded once and its minimum, maximum, scale, zero point and codes computed from them
 //! (the [`super::a7::GroupQuantizer`] of [`super::a8`]'s and [`super::a7`]'s asymmetric codes on
-//! x86; `group_neon` is its aarch64 twin). One pass and no scalar work but the scale
-//! and zero point: ~0.75 ns a value on a first-generation Zen, whose 256-bit operations take two
-//! cycles.
+//! x86; `group_neon` is its aarch64 twin). One pass, and no scalar work but the scale and zero
+//! point: ~0.75 ns a value on a first-generation Zen, whose 256-bit operations take two cycles.
 //!
 //! The codes are those of [`super::a7::quantize_asymmetric`]'s scalar loop, bit for bit:
 //! `u = clamp(round_ties_even(v · inv) + z, 0, levels)` computed as `v · inv` converted to i32
 //! with rounding to nearest, ties to even (at most about `levels` in magnitude), plus `z`, narrowed
-//! with saturation to i16 (no value reaches it) and clamped there. A group holding a NaN or an infinity (or whose sum overflows, which the scalar loop then
-//! handles correctly), or only zeros, is declined and left to the scalar loop.
+//! with saturation to i16 (no value reaches it) and clamped there. A group holding a NaN or an
+//! infinity (or whose sum overflows, which the scalar loop then handles correctly), or only zeros,
+//! is declined and left to the scalar loop.
 
 use std::arch::x86_64::*;
 
