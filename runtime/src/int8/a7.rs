@@ -572,8 +572,8 @@ pub(super) mod avx2 {
     //! Per group of 4 `k`: each panel's 32 bytes (8 channels x 4 codes) as they are, the row's 4
     //! codes broadcast, `vpmaddubsw` (pairs of products in i16, exact) then `vpmaddwd` by ones (the
     //! 4 products of a channel in i32); 6 rows x 2 panels a tile, 12 accumulators. Per group of 64:
-    //! take back the zero point through the column sums (`64 · Σw` as stored, or `z · Σw` for
-    //! asymmetric codes), then `y = fma(sum, ws · xs, y)`.
+    //! the sums start at what the column sums take back (`−64 · Σw` as stored, or `−z · Σw` for
+    //! asymmetric codes) and end in `y = fma(sum, ws · xs, y)`.
     use super::{ACT_GROUP, PANEL};
     use std::arch::x86_64::*;
 
