@@ -7,8 +7,9 @@ use crate::format::FormatError;
 /// Anything that can go wrong loading a model or answering a request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The model file could not be opened or read.
-    #[error("cannot read model file {path}: {source}")]
+    /// The model file could not be opened or read (the OS error is the
+    /// [`source`](std::error::Error::source), not repeated in the message).
+    #[error("cannot read model file {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -24,8 +25,9 @@ pub enum Error {
     /// tract could not load or plan the stored graph.
     #[error("the model graph could not be loaded: {0}")]
     Graph(String),
-    /// The operating system would not start the threads a request runs on.
-    #[error("cannot start {threads} threads for requests: {source}")]
+    /// The operating system would not start the threads a request runs on (its error is the
+    /// [`source`](std::error::Error::source)).
+    #[error("cannot start {threads} threads for requests")]
     Threads {
         /// The threads asked for ([`crate::LoadOptions::threads`]).
         threads: usize,

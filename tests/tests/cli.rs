@@ -93,10 +93,11 @@ fn user_errors_are_reported_not_panicked() {
     assert_clean_failure(&bertling(&["fill", model, ""]), "no mask");
     let long = format!("{}[MASK]", "word ".repeat(2000));
     assert_clean_failure(&bertling(&["fill", model, &long]), "tokens long");
-    assert_clean_failure(
-        &bertling(&["fill", "/nonexistent.bertling", "a [MASK]"]),
-        "cannot read model file",
-    );
+    let missing = bertling(&["fill", "/nonexistent.bertling", "a [MASK]"]);
+    assert_clean_failure(&missing, "cannot read model file /nonexistent.bertling: ");
+    // The OS's reason once: the error chain prints it, the message does not repeat it.
+    let err = stderr(&missing);
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
     let onnx = fixture_dir("albert").join("model.onnx");
     assert_clean_failure(
         &bertling(&["fill", onnx.to_str().unwrap(), "a [MASK]"]),
