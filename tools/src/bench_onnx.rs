@@ -42,7 +42,8 @@ impl TractOnnx {
         } else {
             path.to_path_buf()
         };
-        let (model, feeds) = read_onnx(&path)?;
+        let onnx = read_onnx(&path)?;
+        let (model, feeds) = (onnx.model, onnx.inputs);
         Ok(TractOnnx {
             model,
             feeds,

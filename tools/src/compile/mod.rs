@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use bertling::format::{self, Manifest, OutputKind, Precision, SectionKind, SequencePlan};
 
 pub use export::Export;
-pub use onnx::{cosine, guarded, read_onnx, Check};
+pub use onnx::{cosine, guarded, read_onnx, Check, OnnxExport};
 pub use quantize::{Activations, QuantizeReport};
 
 /// How to compile.

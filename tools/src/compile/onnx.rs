@@ -45,13 +45,32 @@ pub struct Check {
     pub min_cosine: f32,
 }
 
+/// An export's `model.onnx` as tract-onnx reads it.
+pub struct OnnxExport {
+    /// The graph, with the single output kept.
+    pub model: InferenceModel,
+    /// What each input is, in the graph's order.
+    pub inputs: Vec<InputKind>,
+    /// Set when the export is not plain fp32 ([`reduced_precision`]): what to say if it fails.
+    pub reduced_precision: Option<String>,
+}
+
 /// Reads an export's `model.onnx` with tract-onnx: its inputs (by their conventional names) and,
 /// when it has several outputs, only the one named `logits`.
-pub fn read_onnx(path: &Path) -> Result<(InferenceModel, Vec<InputKind>)> {
+pub fn read_onnx(path: &Path) -> Result<OnnxExport> {
+    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+    let proto = guarded("model.onnx is not a readable ONNX model", || {
+        onnx.proto_model_for_path(path)
+    })?;
+    let reduced_precision = reduced_precision(&proto);
     let mut model = guarded("model.onnx is not a readable ONNX model", || {
-        tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_path(path)
+        // As `model_for_path`: external tensor data is looked up beside the file.
+        let dir = path.parent().and_then(|d| d.to_str());
+        let parsed = onnx.parse(&proto, dir)?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(anyhow!("unresolved inputs {:?}", parsed.unresolved_inputs));
+        }
+        Ok(parsed.model)
     })?;
     let mut inputs = vec![];
     for outlet in model.input_outlets()?.to_vec() {
@@ -74,7 +93,58 @@ pub fn read_onnx(path: &Path) -> Result<(InferenceModel, Vec<InputKind>)> {
         model.select_output_outlets(&[logits])?;
     }
 
-    Ok((model, inputs))
+    Ok(OnnxExport {
+        model,
+        inputs,
+        reduced_precision,
+    })
+}
+
+/// Operators of an export that is already quantized (onnxruntime's `quantize_dynamic` or
+/// `quantize_static`, optimum's `onnxruntime quantize`).
+const QUANTIZED_OPS: &[&str] = &[
+    "DynamicQuantizeLinear",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "ConvInteger",
+    "QLinearConv",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "QAttention",
+    "QEmbedLayerNormalization",
+];
+
+/// ONNX `TensorProto.DataType` codes of half-precision floats (FLOAT16, BFLOAT16).
+const HALF_TYPES: &[i32] = &[10, 16];
+
+/// Whether an export is already quantized or in half precision, and if so what to tell a user
+/// whose compile of it fails. Such exports are not refused: tract folds weights stored in int8
+/// behind a `DequantizeLinear`, or in fp16 behind a `Cast`, into fp32 constants, and those compile
+/// (and are quantized again); graphs that compute in int8 or fp16 do not.
+pub fn reduced_precision(proto: &tract_onnx::pb::ModelProto) -> Option<String> {
+    let graph = proto.graph.as_ref()?;
+    let what = if let Some(node) = graph
+        .node
+        .iter()
+        .find(|n| QUANTIZED_OPS.contains(&n.op_type.as_str()))
+    {
+        format!("already quantized (it has a {} node)", node.op_type)
+    } else if graph
+        .initializer
+        .iter()
+        .any(|t| HALF_TYPES.contains(&t.data_type))
+    {
+        "in half precision (fp16/bf16 weights)".to_string()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "model.onnx is {what}: give bertling the fp32 export (optimum-cli export onnx --task \
+         fill-mask ..., without --fp16, --dtype or a quantization step); `bertling compile` \
+         quantizes it itself (int8 by default)"
+    ))
 }
 
 /// tract may panic on graphs it does not expect; a user's file must get an error instead.
@@ -93,7 +163,23 @@ impl GraphBuild {
         precision: Precision,
         activations: super::Activations,
     ) -> Result<GraphBuild> {
-        let (mut model, inputs) = read_onnx(&export.onnx_path)?;
+        let onnx = read_onnx(&export.onnx_path)?;
+        let note = onnx.reduced_precision.clone();
+        Self::build(export, precision, activations, onnx).map_err(|e| match note {
+            Some(note) => e.context(note),
+            None => e,
+        })
+    }
+
+    fn build(
+        export: &Export,
+        precision: Precision,
+        activations: super::Activations,
+        onnx: OnnxExport,
+    ) -> Result<GraphBuild> {
+        let OnnxExport {
+            mut model, inputs, ..
+        } = onnx;
         let s = model.symbols.sym(SEQUENCE_SYMBOL);
         for ix in 0..inputs.len() {
             let fact = InferenceFact::dt_shape(i64::datum_type(), tvec![1.to_dim(), s.to_dim()]);
