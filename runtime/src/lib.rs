@@ -41,6 +41,7 @@ pub mod norm;
 pub mod predictions;
 pub mod profile;
 mod rewrite;
+mod shared_constants;
 pub mod text;
 mod threads;
 

@@ -155,6 +155,7 @@ impl Model {
             ..RunOptions::default()
         };
         let mut reader = GraphReader::new(section(SectionKind::Tensors)?, &manifest.tensors);
+        let mut constants = crate::shared_constants::ConstantPool::default();
         let mut plan = |kind| -> Result<(TypedModel, TypedSimpleState)> {
             let graph = reader.read_graph(section(kind)?).map_err(graph_err)?;
             check_format_version(&graph, file.version)?;
@@ -168,6 +169,7 @@ impl Model {
             crate::attention::fuse_attention(&mut optimized).map_err(graph_err)?;
             let mut optimized = optimized.into_compact().map_err(graph_err)?;
             optimized.optimize().map_err(graph_err)?;
+            constants.share(&mut optimized).map_err(graph_err)?;
             let plan =
                 TypedSimplePlan::new_with_options(optimized, &run_options).map_err(graph_err)?;
             Ok((graph, plan.spawn().map_err(graph_err)?))

@@ -564,8 +564,17 @@ impl TypedOp for Int8Linear {
         let mut patch = TypedModelPatch::new(format!("prepared weights for {}", node.name));
         let x = patch.tap_model(model, node.inputs[0])?;
         let w = patch.tap_model(model, node.inputs[1])?;
+        // A derived constant equal to one already in the graph (another layer's, when layers
+        // share weights: ALBERT) is read from there, not held twice.
+        let constant = |patch: &mut TypedModelPatch, name: String, t: Tensor| {
+            match crate::shared_constants::find_equal(model, &t) {
+                Some(outlet) => patch.tap_model(model, outlet),
+                None => patch.add_const(name, t),
+            }
+        };
         let s = match f16_scales {
-            Some(scales) => patch.add_const(
+            Some(scales) => constant(
+                &mut patch,
                 format!("{}.scale_f32", node.name),
                 scales.cast_to::<f32>()?.into_owned(),
             )?,
@@ -585,7 +594,11 @@ impl TypedOp for Int8Linear {
             let sums = a7::column_sums(codes.as_slice::<i8>()?, n, k);
             let shape = [packed::panels(n), a7::groups(k), packed::PANEL];
             let sums = Tensor::from_shape(&shape, &sums)?;
-            inputs.push(patch.add_const(format!("{}.column_sums", node.name), sums)?);
+            inputs.push(constant(
+                &mut patch,
+                format!("{}.column_sums", node.name),
+                sums,
+            )?);
         }
         let y = patch.wire_node(&node.name, self.clone(), &inputs)?[0];
         patch.shunt_outside(model, node.id.into(), y)?;
