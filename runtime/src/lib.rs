@@ -18,6 +18,7 @@
 //! Text completion (whole-word suggestions while typing) is [`Model::complete`], in [`complete`].
 //!
 //! Modules: [`format`](mod@format) (the file layout, a public contract), [`model`] (loading and requests),
+//! [`footprint`] (the memory a loaded model holds and plans for a request),
 //! [`memory`] (keeping a request's freed tensors for the next: bertling's binaries call
 //! [`memory::retain_freed_memory`] at startup; library users choose for their process),
 //! [`predictions`] (fixed-capacity results, softmax and top-k), [`text`] (mask spelling and
@@ -31,6 +32,7 @@ pub mod architecture;
 pub mod attention;
 pub mod complete;
 pub mod error;
+pub mod footprint;
 pub mod format;
 pub mod gelu;
 pub mod graph;

@@ -230,6 +230,55 @@ impl Model {
         })
     }
 
+    /// The memory this model holds and plans to use for a request of `tokens` tokens (capped at
+    /// the model's maximum) with `masks` masks (1 to [`MAX_MASKS`]; the most is the worst case):
+    /// see [`crate::footprint`].
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), bertling::Error> {
+    /// let model = bertling::Model::load("model.bertling")?;
+    /// let longest = model.manifest().max_tokens as usize;
+    /// let f = model.footprint(longest, bertling::MAX_MASKS)?;
+    /// println!("planned peak {:.1} MB", f.total() as f64 / 1e6);
+    /// # Ok(()) }
+    /// ```
+    pub fn footprint(&self, tokens: usize, masks: usize) -> Result<crate::footprint::Footprint> {
+        use crate::footprint::{count_weights, plan_memory};
+        let tokens = tokens.clamp(1, self.manifest.max_tokens as usize);
+        let masks = masks.clamp(1, MAX_MASKS);
+        let crate::format::SequencePlan::Symbolic { symbol } = &self.manifest.sequence;
+        let mut seen = std::collections::HashSet::new();
+        let (mut weights, mut activations, mut scratch) = (0u64, 0u64, 0u64);
+        for state in std::iter::once(&self.state).chain(self.head.as_ref()) {
+            let plan = state.plan();
+            let model = plan.model();
+            let mut values = SymbolValues::default();
+            for sym in model.symbols.all_symbols() {
+                let v = if sym.to_string() == *symbol {
+                    tokens
+                } else {
+                    masks
+                };
+                values.set(&sym, v as i64);
+            }
+            count_weights(model, &mut seen, &mut weights).map_err(graph_err)?;
+            let m = plan_memory(model, plan.order_without_consts(), &values).map_err(graph_err)?;
+            activations = activations.max(m.activations);
+            scratch = scratch.max(m.scratch);
+        }
+        let buffers = (self.ids.capacity() + self.type_ids.capacity()) * 4
+            + self.positions.capacity() * 8
+            + (self.hidden.capacity() + self.logits.capacity()) * 4;
+        Ok(crate::footprint::Footprint {
+            tokens,
+            masks,
+            weights,
+            activations,
+            scratch,
+            buffers: buffers as u64,
+        })
+    }
+
     /// Answers `text` like [`Model::fill_mask`] and returns how long each planned node took
     /// (encoder, then head). Profiling costs a little time per node; for latency use
     /// [`Model::fill_mask_into`].

@@ -80,6 +80,25 @@ fn compile_fill_inspect() {
         .map(|s| s["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["Tokenizer", "Graph", "Head", "Tensors", "Config"]);
+    // The planned memory at 16, 128 and the most tokens; tests/tests/footprint.rs checks the
+    // figures against what requests allocate.
+    let max = v["max_tokens"].as_u64().unwrap();
+    let plans = v["planned_memory"].as_array().unwrap();
+    let tokens: Vec<u64> = plans
+        .iter()
+        .map(|p| p["tokens"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tokens, [16, 128, max]);
+    let mut previous = 0;
+    for p in plans {
+        let part = |k: &str| p[k].as_u64().unwrap();
+        let sum = part("weights") + part("activations") + part("scratch") + part("buffers");
+        assert_eq!(part("peak"), sum, "{p}");
+        assert!(part("weights") > 0 && part("activations") > 0 && part("peak") > previous);
+        previous = part("peak");
+    }
+    let text = stdout(&bertling(&["inspect", model]));
+    assert!(text.contains("planned memory"), "{text}");
 }
 
 #[test]

@@ -37,6 +37,35 @@ thread_local! {
     static T_REALLOCS: Cell<u64> = const { Cell::new(0) };
     static T_ALLOC_BYTES: Cell<u64> = const { Cell::new(0) };
     static T_FREED_BYTES: Cell<u64> = const { Cell::new(0) };
+    // Live bytes of the calling thread (its allocations less what it freed, whichever thread
+    // allocated them) and the most they reached since the last [`mark_thread_peak`].
+    static T_LIVE: Cell<i64> = const { Cell::new(0) };
+    static T_PEAK: Cell<i64> = const { Cell::new(0) };
+    static T_MARK: Cell<i64> = const { Cell::new(0) };
+}
+
+fn live_add(by: i64) {
+    let _ = T_LIVE.try_with(|live| {
+        let now = live.get().wrapping_add(by);
+        live.set(now);
+        let _ = T_PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+/// Starts a peak measurement on the calling thread: [`thread_peak_since_mark`] then tells the
+/// most bytes the thread's heap held above this moment's level.
+pub fn mark_thread_peak() {
+    let now = T_LIVE.try_with(Cell::get).unwrap_or(0);
+    let _ = T_MARK.try_with(|m| m.set(now));
+    let _ = T_PEAK.try_with(|p| p.set(now));
+}
+
+/// The most bytes the calling thread's heap held above its level at [`mark_thread_peak`] (0 if
+/// it never rose above it). Exact for work done on the calling thread alone.
+pub fn thread_peak_since_mark() -> u64 {
+    let peak = T_PEAK.try_with(Cell::get).unwrap_or(0);
+    let mark = T_MARK.try_with(Cell::get).unwrap_or(0);
+    peak.saturating_sub(mark).max(0) as u64
 }
 
 fn bump(global: &AtomicU64, local: &'static std::thread::LocalKey<Cell<u64>>, by: u64) {
@@ -66,6 +95,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         System.dealloc(ptr, layout);
+        live_add(-(layout.size() as i64));
         bump(&DEALLOCS, &T_DEALLOCS, 1);
         bump(&FREED_BYTES, &T_FREED_BYTES, layout.size() as u64);
     }
@@ -74,6 +104,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = System.realloc(ptr, layout, new_size);
         if !p.is_null() {
             INSTALLED.store(true, Relaxed);
+            live_add(new_size as i64 - layout.size() as i64);
             bump(&REALLOCS, &T_REALLOCS, 1);
             bump(&ALLOC_BYTES, &T_ALLOC_BYTES, new_size as u64);
             bump(&FREED_BYTES, &T_FREED_BYTES, layout.size() as u64);
@@ -84,6 +115,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
 fn count_alloc(size: usize) {
     INSTALLED.store(true, Relaxed);
+    live_add(size as i64);
     bump(&ALLOCS, &T_ALLOCS, 1);
     bump(&ALLOC_BYTES, &T_ALLOC_BYTES, size as u64);
 }

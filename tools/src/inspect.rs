@@ -3,12 +3,22 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use bertling::footprint::Footprint;
 use bertling::format::ModelFile;
 
 pub fn run(path: &Path, json: bool) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = ModelFile::parse(&bytes)?;
     let m = &file.manifest;
+    // The planned memory needs the plans: the model is loaded (checksums, graph) as `fill` would.
+    let model = bertling::Model::from_bytes(&bytes).context("cannot load the model to plan it")?;
+    let max = m.max_tokens as usize;
+    let mut lengths: Vec<usize> = [16, 128, max].into_iter().filter(|&t| t <= max).collect();
+    lengths.dedup();
+    let memory = lengths
+        .iter()
+        .map(|&t| model.footprint(t, bertling::MAX_MASKS))
+        .collect::<Result<Vec<Footprint>, _>>()?;
     if json {
         let sections: Vec<_> = m
             .sections
@@ -32,6 +42,10 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
             "sequence": format!("{:?}", m.sequence),
             "clean_up_tokenization_spaces": m.clean_up_tokenization_spaces,
             "sections": sections,
+            "planned_memory": memory.iter().map(|f| serde_json::json!({
+                "tokens": f.tokens, "masks": f.masks, "weights": f.weights, "activations": f.activations,
+                "scratch": f.scratch, "buffers": f.buffers, "peak": f.total(),
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -73,6 +87,27 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
             s.len,
             s.offset,
             s.crc32
+        );
+    }
+    let mb = |b: u64| b as f64 / 1e6;
+    println!(
+        "planned memory (MB; weights held once loaded, then per request of {} masks: tensors \
+         alive at once, int8 scratch, request buffers)",
+        bertling::MAX_MASKS
+    );
+    println!(
+        "  {:>6} {:>9} {:>12} {:>8} {:>8} {:>8}",
+        "tokens", "weights", "activations", "scratch", "buffers", "peak"
+    );
+    for f in &memory {
+        println!(
+            "  {:>6} {:>9.1} {:>12.1} {:>8.1} {:>8.1} {:>8.1}",
+            f.tokens,
+            mb(f.weights),
+            mb(f.activations),
+            mb(f.scratch),
+            mb(f.buffers),
+            mb(f.total())
         );
     }
     Ok(())

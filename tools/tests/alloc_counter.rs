@@ -1,6 +1,8 @@
 //! The counting allocator counts a known allocation pattern exactly.
 
-use bertling_tools::alloc_counter::{CountingAlloc, Counts};
+use bertling_tools::alloc_counter::{
+    mark_thread_peak, thread_peak_since_mark, CountingAlloc, Counts,
+};
 use std::hint::black_box;
 
 #[global_allocator]
@@ -110,4 +112,24 @@ fn the_global_counter_sees_other_threads() {
     let c = Counts::global().since(&before);
     // Other test threads may allocate meanwhile: at least the known pattern is there.
     assert!(c.allocs >= 1 && c.allocated_bytes >= 12_345, "{c:?}");
+}
+
+#[test]
+fn the_thread_peak_is_the_most_bytes_held_at_once_above_the_mark() {
+    let kept = black_box(vec![0u8; 1000]); // before the mark: not counted
+    mark_thread_peak();
+    assert_eq!(thread_peak_since_mark(), 0);
+    let a = black_box(vec![0u8; 4096]);
+    let b = black_box(vec![0u8; 8192]);
+    drop(a);
+    let c = black_box(vec![0u8; 2048]); // fits under the peak: 4096 + 8192
+    drop(b);
+    drop(c);
+    assert_eq!(thread_peak_since_mark(), 4096 + 8192);
+    let mut v: Vec<u8> = black_box(Vec::with_capacity(10_000)); // peak 12288 still
+    v.reserve_exact(20_000); // a realloc to 20000: the new size alone counts once moved
+    assert_eq!(thread_peak_since_mark(), 20_000);
+    drop(v);
+    drop(kept); // freed below the mark: the peak stays
+    assert_eq!(thread_peak_since_mark(), 20_000);
 }
