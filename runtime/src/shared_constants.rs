@@ -10,15 +10,20 @@
 //! encoder's and the head's.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use tract_core::internal::*;
 use tract_core::ops::konst::Const;
+use tract_core::ops::matmul::optimized::{MatMulOperand, OptMatMul, ProtoFusedSpec};
+use tract_linalg::mmm::EagerPackedInput;
+use tract_linalg::pack::PackedFormat;
 
-/// The distinct constants met so far, by a hash of their contents.
+/// The distinct constants met so far, by type and shape. Candidates are compared byte for byte
+/// (different weights differ in their first bytes: no need to hash every byte of a model at load).
 #[derive(Default)]
 pub(crate) struct ConstantPool {
-    by_hash: HashMap<u64, Vec<Arc<Tensor>>>,
+    by_shape: HashMap<(DatumType, TVec<usize>), Vec<Arc<Tensor>>>,
+    /// Weights tract packed into its f32 matrix products, by sizes.
+    packed: HashMap<(usize, usize, usize, usize), Vec<EagerPackedInput>>,
 }
 
 impl ConstantPool {
@@ -38,16 +43,9 @@ impl ConstantPool {
                 continue;
             }
             let bytes = tensor.as_bytes();
-            let mut h = DefaultHasher::new();
-            tensor.datum_type().hash(&mut h);
-            tensor.shape().hash(&mut h);
-            bytes.hash(&mut h);
-            let same = self.by_hash.entry(h.finish()).or_default();
-            let found = same.iter().find(|t| {
-                t.datum_type() == tensor.datum_type()
-                    && t.shape() == tensor.shape()
-                    && t.as_bytes() == bytes
-            });
+            let key = (tensor.datum_type(), tensor.shape().into());
+            let same = self.by_shape.entry(key).or_default();
+            let found = same.iter().find(|t| t.as_bytes() == bytes);
             match found {
                 Some(first) if Arc::ptr_eq(first, &tensor) => {}
                 Some(first) => {
@@ -60,8 +58,81 @@ impl ConstantPool {
                 None => same.push(tensor),
             }
         }
-        Ok(saved)
+        Ok(saved + self.share_packed(model))
     }
+
+    /// The weights tract packs into an f32 product (`OptMatMul`) live inside the operator, one
+    /// packing per product: ALBERT's twelve layers packed the one stored layer twelve times.
+    /// Equal packings (same format, sizes and bytes) now share the first one's bytes.
+    fn share_packed(&mut self, model: &mut TypedModel) -> usize {
+        let mut saved = 0;
+        for node in model.nodes.iter_mut() {
+            let Some(mm) = node.op_as_mut::<OptMatMul>() else {
+                continue;
+            };
+            for spec in mm.micro_ops.iter_mut() {
+                let ProtoFusedSpec::AddMatMul { a, b, .. } = spec else {
+                    continue;
+                };
+                for operand in [a, b] {
+                    let MatMulOperand::Const(value) = operand else {
+                        continue;
+                    };
+                    let replacement = {
+                        let Some(eager) = value.downcast_ref::<EagerPackedInput>() else {
+                            continue;
+                        };
+                        let Some(data) = packed_data(eager) else {
+                            continue;
+                        };
+                        let key = (
+                            eager.mn,
+                            eager.fact.k,
+                            eager.panel_bytes,
+                            eager.packed.len(),
+                        );
+                        let same = self.packed.entry(key).or_default();
+                        let equal = |p: &&EagerPackedInput| {
+                            p.fact == eager.fact
+                                && p.mn == eager.mn
+                                && p.panel_bytes == eager.panel_bytes
+                                && packed_data(p).is_some_and(|d| d.eq(data.clone()))
+                        };
+                        match same.iter().find(equal) {
+                            Some(first) if Arc::ptr_eq(&first.packed, &eager.packed) => None,
+                            Some(first) => {
+                                saved += eager.packed.len();
+                                Some(first.clone())
+                            }
+                            None => {
+                                same.push(eager.clone());
+                                None
+                            }
+                        }
+                    };
+                    if let Some(first) = replacement {
+                        *value = Box::new(first);
+                    }
+                }
+            }
+        }
+        saved
+    }
+}
+
+/// The values of a packed f32/f16 matrix, panel by panel, without the padding at each panel's
+/// end (tract leaves it uninitialized, so two packings of one matrix differ there).
+fn packed_data(p: &EagerPackedInput) -> Option<impl Iterator<Item = &[u8]> + Clone> {
+    let format = p.fact.format.downcast_ref::<PackedFormat>()?;
+    let used = p.fact.k * format.r * format.dt.size_of();
+    if p.panel_bytes < used || p.panel_bytes == 0 || !p.packed.len().is_multiple_of(p.panel_bytes) {
+        return None;
+    }
+    Some(
+        p.packed
+            .chunks(p.panel_bytes)
+            .map(move |panel| &panel[..used]),
+    )
 }
 
 /// A constant node of `model` holding a tensor equal to `t` (same type, shape and bytes): what
@@ -147,6 +218,71 @@ mod tests {
         other.select_output_outlets(&[e])?;
         assert_eq!(pool.share(&mut other)?, 12);
         assert!(Arc::ptr_eq(&consts(&other)[0], &k[2]));
+        Ok(())
+    }
+
+    /// The packed weights of each optimized f32 product, by address.
+    fn packings(model: &TypedModel) -> Vec<usize> {
+        let mut found = vec![];
+        for node in model.nodes() {
+            let Some(mm) = node.op_as::<OptMatMul>() else {
+                continue;
+            };
+            for spec in &mm.micro_ops {
+                if let ProtoFusedSpec::AddMatMul { a, b, .. } = spec {
+                    for operand in [a, b] {
+                        if let MatMulOperand::Const(v) = operand {
+                            let eager = v.downcast_ref::<EagerPackedInput>().unwrap();
+                            found.push(Arc::as_ptr(&eager.packed) as *const u8 as usize);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn equal_weights_packed_by_two_products_share_one_packing() -> TractResult<()> {
+        // x·W1·W2·W3 with W1 = W3 (separate tensors, as ALBERT's lifted last layer and its
+        // encoder layers are) and W2 different; k = 37 leaves padding at each panel's end.
+        let (k, n) = (37, 37);
+        let w = |seed: f32| {
+            let v: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.37 + seed).sin()).collect();
+            tensor1(&v).into_shape(&[k, n]).unwrap()
+        };
+        let mut model = TypedModel::default();
+        let mut y = model.add_source("x", f32::fact([5, k]))?;
+        for (i, seed) in [1f32, 2., 1.].into_iter().enumerate() {
+            let wi = konst(&mut model, &format!("w{i}"), w(seed))?;
+            let op = tract_core::ops::einsum::EinSum::new("mk,kn->mn".parse()?, f32::datum_type());
+            y = model.wire_node(format!("mm{i}"), op, &[y, wi])?[0];
+        }
+        model.select_output_outlets(&[y])?;
+        let mut model = model.into_optimized()?;
+        let before = packings(&model);
+        assert_eq!(before.len(), 3, "three packed products");
+        assert!(
+            before[0] != before[2],
+            "tract packs each product's weights apart"
+        );
+        let x = Tensor::from_shape(
+            &[5, k],
+            &(0..5 * k).map(|i| i as f32 * 0.01).collect::<Vec<_>>(),
+        )?;
+        let run = |m: &TypedModel| -> TractResult<Tensor> {
+            Ok(m.clone()
+                .into_runnable()?
+                .run(tvec!(x.clone().into()))?
+                .remove(0)
+                .into_tensor())
+        };
+        let want = run(&model)?;
+        ConstantPool::default().share(&mut model)?;
+        let after = packings(&model);
+        assert_eq!(after[0], after[2], "W1 and W3 share one packing");
+        assert_ne!(after[0], after[1], "W2 keeps its own");
+        assert_eq!(run(&model)?, want);
         Ok(())
     }
 }

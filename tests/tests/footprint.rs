@@ -79,8 +79,9 @@ fn a_request_holds_no_more_than_its_planned_memory_nor_much_less() {
                 .iter()
                 .find(|s| s.kind == bertling::format::SectionKind::Tensors);
             let stored = stored.map_or(0, |s| s.len);
+            println!("weights {} for {stored} stored", f.weights);
             assert!(
-                f.weights >= stored * 3 / 4 && f.weights <= stored * 2,
+                f.weights >= stored * 3 / 4 && f.weights <= stored * 13 / 10,
                 "{}: weights {} B for {stored} B stored",
                 path.display(),
                 f.weights
