@@ -143,7 +143,11 @@ pub struct GraphReader<'a> {
     section: &'a [u8],
     table: &'a [TensorBlob],
     loaded: Vec<Option<Arc<Tensor>>>,
+    release: Option<&'a Release<'a>>,
 }
+
+/// What [`GraphReader::with_release`] calls with the stored bytes of each tensor it has copied.
+pub type Release<'a> = dyn Fn(&[u8]) + 'a;
 
 impl<'a> GraphReader<'a> {
     /// A reader over the file's `Tensors` section and the manifest's tensor table.
@@ -152,7 +156,16 @@ impl<'a> GraphReader<'a> {
             section,
             table,
             loaded: vec![None; table.len()],
+            release: None,
         }
+    }
+
+    /// Calls `release` with each stored tensor's bytes once they are copied into the tensor the
+    /// graphs use: a memory-mapped file can give those pages back
+    /// ([`Model::load`](crate::Model::load) does), so the file and its copy are not both resident.
+    pub fn with_release(mut self, release: &'a Release<'a>) -> GraphReader<'a> {
+        self.release = Some(release);
+        self
     }
 
     fn tensor(&mut self, ix: u32) -> TractResult<Arc<Tensor>> {
@@ -169,9 +182,11 @@ impl<'a> GraphReader<'a> {
             .checked_add(b.len)
             .filter(|&e| e <= self.section.len() as u64);
         let end = end.with_context(|| format!("tensor {ix} lies outside the tensor section"))?;
-        let t = Arc::new(tract_nnef::tensors::read_tensor(
-            &self.section[b.offset as usize..end as usize],
-        )?);
+        let stored = &self.section[b.offset as usize..end as usize];
+        let t = Arc::new(tract_nnef::tensors::read_tensor(stored)?);
+        if let Some(release) = self.release {
+            release(stored);
+        }
         *slot = Some(t.clone());
         Ok(t)
     }
