@@ -11,15 +11,19 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
     let file = ModelFile::parse(&bytes)?;
     let m = &file.manifest;
     // The planned memory needs the plans: the model is loaded (checksums, graph) as `fill` would.
-    let model = bertling::Model::from_bytes(&bytes).context("cannot load the model to plan it")?;
-    let max = m.max_tokens as usize;
-    let mut lengths: Vec<usize> = [16, 128, max].into_iter().filter(|&t| t <= max).collect();
-    lengths.dedup();
-    let memory = lengths
-        .iter()
-        .map(|&t| model.footprint(t, bertling::MAX_MASKS))
-        .collect::<Result<Vec<Footprint>, _>>()?;
+    let memory = || -> Result<Vec<Footprint>> {
+        let model =
+            bertling::Model::from_bytes(&bytes).context("cannot load the model to plan it")?;
+        let max = m.max_tokens as usize;
+        let mut lengths: Vec<usize> = [16, 128, max].into_iter().filter(|&t| t <= max).collect();
+        lengths.dedup();
+        Ok(lengths
+            .iter()
+            .map(|&t| model.footprint(t, bertling::MAX_MASKS))
+            .collect::<Result<Vec<Footprint>, _>>()?)
+    };
     if json {
+        let memory = memory()?;
         let sections: Vec<_> = m
             .sections
             .iter()
@@ -89,6 +93,8 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
             s.crc32
         );
     }
+    // Printed after the manifest: a file whose graph does not load still shows what it holds.
+    let memory = memory()?;
     let mb = |b: u64| b as f64 / 1e6;
     println!(
         "planned memory (MB; weights held once loaded, then per request of {} masks: tensors \
