@@ -19,10 +19,10 @@
 use tract_core::internal::*;
 use tract_core::ops::change_axes::{AxisOp, IntoShape};
 use tract_core::ops::konst::Const;
-use tract_core::ops::matmul::optimized::{MatMulOperand, OptMatMul, ProtoFusedSpec};
 use tract_linalg::mmm::{EagerPackedInput, MMMInputValue};
 
 use crate::int8::Int8Linear;
+use crate::shared_constants::packed_weights;
 
 /// Bytes a loaded model holds and plans for one request length; see the [module docs](self).
 ///
@@ -80,25 +80,15 @@ pub(crate) fn count_weights(
                 *weights += node.outputs[0].fact.mem_size().to_i64()? as u64;
             }
         }
-        if let Some(mm) = node.op_as::<OptMatMul>() {
-            for spec in &mm.micro_ops {
-                let ProtoFusedSpec::AddMatMul { a, b, .. } = spec else {
-                    continue;
-                };
-                for operand in [a, b] {
-                    let MatMulOperand::Const(value) = operand else {
-                        continue;
-                    };
-                    // Clones of a packed value share its bytes.
-                    let address = match value.downcast_ref::<EagerPackedInput>() {
-                        Some(eager) => Arc::as_ptr(&eager.packed) as *const u8 as usize,
-                        None => &**value as *const dyn MMMInputValue as *const u8 as usize,
-                    };
-                    if seen.insert(address) {
-                        for bytes in value.exotic_fact().buffer_sizes() {
-                            *weights += bytes.to_i64()? as u64;
-                        }
-                    }
+        for value in packed_weights(node) {
+            // Clones of a packed value share its bytes.
+            let address = match value.downcast_ref::<EagerPackedInput>() {
+                Some(eager) => Arc::as_ptr(&eager.packed) as *const u8 as usize,
+                None => value as *const dyn MMMInputValue as *const u8 as usize,
+            };
+            if seen.insert(address) {
+                for bytes in value.exotic_fact().buffer_sizes() {
+                    *weights += bytes.to_i64()? as u64;
                 }
             }
         }

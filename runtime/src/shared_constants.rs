@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use tract_core::internal::*;
 use tract_core::ops::konst::Const;
 use tract_core::ops::matmul::optimized::{MatMulOperand, OptMatMul, ProtoFusedSpec};
-use tract_linalg::mmm::EagerPackedInput;
+use tract_linalg::mmm::{EagerPackedInput, MMMInputValue};
 use tract_linalg::pack::PackedFormat;
 
 /// The distinct constants met so far, by type and shape. Candidates are compared byte for byte
@@ -67,57 +67,77 @@ impl ConstantPool {
     fn share_packed(&mut self, model: &mut TypedModel) -> usize {
         let mut saved = 0;
         for node in model.nodes.iter_mut() {
-            let Some(mm) = node.op_as_mut::<OptMatMul>() else {
-                continue;
-            };
-            for spec in mm.micro_ops.iter_mut() {
-                let ProtoFusedSpec::AddMatMul { a, b, .. } = spec else {
-                    continue;
-                };
-                for operand in [a, b] {
-                    let MatMulOperand::Const(value) = operand else {
+            for value in packed_weights_mut(node) {
+                let replacement = {
+                    let Some(eager) = value.downcast_ref::<EagerPackedInput>() else {
                         continue;
                     };
-                    let replacement = {
-                        let Some(eager) = value.downcast_ref::<EagerPackedInput>() else {
-                            continue;
-                        };
-                        let Some(data) = packed_data(eager) else {
-                            continue;
-                        };
-                        let key = (
-                            eager.mn,
-                            eager.fact.k,
-                            eager.panel_bytes,
-                            eager.packed.len(),
-                        );
-                        let same = self.packed.entry(key).or_default();
-                        let equal = |p: &&EagerPackedInput| {
-                            p.fact == eager.fact
-                                && p.mn == eager.mn
-                                && p.panel_bytes == eager.panel_bytes
-                                && packed_data(p).is_some_and(|d| d.eq(data.clone()))
-                        };
-                        match same.iter().find(equal) {
-                            Some(first) if Arc::ptr_eq(&first.packed, &eager.packed) => None,
-                            Some(first) => {
-                                saved += eager.packed.len();
-                                Some(first.clone())
-                            }
-                            None => {
-                                same.push(eager.clone());
-                                None
-                            }
-                        }
+                    let Some(data) = packed_data(eager) else {
+                        continue;
                     };
-                    if let Some(first) = replacement {
-                        *value = Box::new(first);
+                    let key = (
+                        eager.mn,
+                        eager.fact.k,
+                        eager.panel_bytes,
+                        eager.packed.len(),
+                    );
+                    let same = self.packed.entry(key).or_default();
+                    // Sizes are the key: the format and the values remain.
+                    let equal = |p: &&EagerPackedInput| {
+                        p.fact == eager.fact && packed_data(p).is_some_and(|d| d.eq(data.clone()))
+                    };
+                    match same.iter().find(equal) {
+                        Some(first) if Arc::ptr_eq(&first.packed, &eager.packed) => None,
+                        Some(first) => {
+                            saved += eager.packed.len();
+                            Some(first.clone())
+                        }
+                        None => {
+                            same.push(eager.clone());
+                            None
+                        }
                     }
+                };
+                if let Some(first) = replacement {
+                    *value = Box::new(first);
                 }
             }
         }
         saved
     }
+}
+
+/// The weights tract packed into `node` when it optimized it into an f32 product (`OptMatMul`):
+/// its constant operands. None for other nodes.
+pub(crate) fn packed_weights(node: &TypedNode) -> impl Iterator<Item = &dyn MMMInputValue> {
+    node.op_as::<OptMatMul>()
+        .into_iter()
+        .flat_map(|mm| &mm.micro_ops)
+        .filter_map(|spec| match spec {
+            ProtoFusedSpec::AddMatMul { a, b, .. } => Some([a, b]),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|operand| match operand {
+            MatMulOperand::Const(value) => Some(&**value),
+            MatMulOperand::Input(_) => None,
+        })
+}
+
+/// [`packed_weights`], to replace them.
+fn packed_weights_mut(node: &mut TypedNode) -> impl Iterator<Item = &mut Box<dyn MMMInputValue>> {
+    node.op_as_mut::<OptMatMul>()
+        .into_iter()
+        .flat_map(|mm| &mut mm.micro_ops)
+        .filter_map(|spec| match spec {
+            ProtoFusedSpec::AddMatMul { a, b, .. } => Some([a, b]),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|operand| match operand {
+            MatMulOperand::Const(value) => Some(value),
+            MatMulOperand::Input(_) => None,
+        })
 }
 
 /// The values of a packed f32/f16 matrix, panel by panel, without the padding at each panel's
@@ -223,23 +243,15 @@ mod tests {
 
     /// The packed weights of each optimized f32 product, by address.
     fn packings(model: &TypedModel) -> Vec<usize> {
-        let mut found = vec![];
-        for node in model.nodes() {
-            let Some(mm) = node.op_as::<OptMatMul>() else {
-                continue;
-            };
-            for spec in &mm.micro_ops {
-                if let ProtoFusedSpec::AddMatMul { a, b, .. } = spec {
-                    for operand in [a, b] {
-                        if let MatMulOperand::Const(v) = operand {
-                            let eager = v.downcast_ref::<EagerPackedInput>().unwrap();
-                            found.push(Arc::as_ptr(&eager.packed) as *const u8 as usize);
-                        }
-                    }
-                }
-            }
-        }
-        found
+        model
+            .nodes()
+            .iter()
+            .flat_map(packed_weights)
+            .map(|v| {
+                let eager = v.downcast_ref::<EagerPackedInput>().unwrap();
+                Arc::as_ptr(&eager.packed) as *const u8 as usize
+            })
+            .collect()
     }
 
     #[test]
