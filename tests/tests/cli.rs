@@ -132,3 +132,39 @@ fn user_errors_are_reported_not_panicked() {
         "not a directory",
     );
 }
+
+/// `bertling fill ... | head -1`: a reader that goes away ends the command quietly, not with a
+/// panic ("failed printing to stdout") or an error.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let model = compiled("distilbert");
+    let model = model.to_str().unwrap();
+    for args in [
+        vec!["fill", model, "[MASK] is [MASK].", "--top-k", "5"],
+        vec!["fill", model, "[MASK] is [MASK].", "--json"],
+        vec!["tokenize", model, "a [MASK]"],
+        vec!["inspect", model],
+    ] {
+        let mut child = Command::new(bertling_bin())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run bertling");
+        // Close the reading end before the model has loaded: the first write finds no reader.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().expect("wait for bertling");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    // Other write failures are still errors, said as such.
+    if let Ok(full) = std::fs::File::create("/dev/full") {
+        let o = Command::new(bertling_bin())
+            .args(["fill", model, "a [MASK]"])
+            .stdout(full)
+            .output()
+            .expect("run bertling");
+        assert_clean_failure(&o, "cannot write to standard output: ");
+    }
+}

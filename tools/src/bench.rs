@@ -295,8 +295,7 @@ pub fn serve<E: Engine>(
     load: impl Fn(usize) -> Result<E>,
 ) -> Result<()> {
     let first = inputs.inputs.first().context("no inputs")?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::stdout();
     let (engine, mut ready) = load_engine(first, threads, &load)?;
     let mut engine = Some(engine);
     ready["ready"] = json!(true);
@@ -606,10 +605,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if args.completion {
             v["completion"] = serde_json::to_value(measure_completion(&args)?)?;
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} ({}, {:.1} MB), {} warm-up + {} timed requests per length",
         args.model.display(),
         inputs.architecture,
@@ -618,7 +617,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.runs
     );
     for r in &results {
-        println!(
+        outln!(
             "\nthreads {}: load {:.0} ms, first answer {:.0} ms after start (first request {:.1} ms), peak RSS {:.1} MB (after load {:.1} MB)",
             r.threads,
             r.load_ms,
@@ -627,25 +626,38 @@ pub fn run(args: BenchArgs) -> Result<()> {
             r.peak_rss_kb as f64 / 1024.0,
             r.rss_after_load_kb as f64 / 1024.0
         );
-        println!(
+        outln!(
             "{:>5} {:>10} {:>10} {:>10} {:>12} {:>14}",
-            "seq", "p50 ms", "p90 ms", "min ms", "allocs/req", "bytes/req"
+            "seq",
+            "p50 ms",
+            "p90 ms",
+            "min ms",
+            "allocs/req",
+            "bytes/req"
         );
         for s in &r.seqs {
-            println!(
+            outln!(
                 "{:>5} {:>10.2} {:>10.2} {:>10.2} {:>12} {:>14}",
-                s.seq, s.p50_ms, s.p90_ms, s.min_ms, s.allocs_per_request, s.bytes_per_request
+                s.seq,
+                s.p50_ms,
+                s.p90_ms,
+                s.min_ms,
+                s.allocs_per_request,
+                s.bytes_per_request
             );
         }
         if let Some(g) = &r.growth {
-            println!(
+            outln!(
                 "heap growth over {} requests: {} bytes (RSS {} -> {} kB)",
-                g["n"], g["net_bytes"], g["rss_before_kb"], g["rss_after_kb"]
+                g["n"],
+                g["net_bytes"],
+                g["rss_before_kb"],
+                g["rss_after_kb"]
             );
         }
     }
     if args.completion {
-        println!();
+        outln!();
         bench_completion(&args)?;
     }
     Ok(())
@@ -730,15 +742,17 @@ fn bench_completion(args: &BenchArgs) -> Result<()> {
     if args.json {
         let v = json!({"model": args.model.display().to_string(), "completion_text": text,
                        "completion": results});
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     let keystrokes = results.first().map_or(0, |r| r.keystrokes);
-    println!(
+    outln!(
         "completion, 1 thread: {:?} typed one character at a time ({} keystrokes), k = {}",
-        text, keystrokes, args.top_k
+        text,
+        keystrokes,
+        args.top_k
     );
-    println!(
+    outln!(
         "{:>10} {:>10} {:>10} {:>10} {:>12} {:>11} {:>7} {:>12}",
         "max pieces",
         "p50 ms",
@@ -750,7 +764,7 @@ fn bench_completion(args: &BenchArgs) -> Result<()> {
         "allocs/key"
     );
     for r in &results {
-        println!(
+        outln!(
             "{:>10} {:>10.2} {:>10.2} {:>10.2} {:>12.2} {:>11} {:>7} {:>12}",
             r.max_pieces,
             r.p50_ms,

@@ -114,14 +114,14 @@ pub fn run(args: CompleteArgs) -> Result<()> {
             .collect(),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
         return Ok(());
     }
     if out.suggestions.is_empty() {
-        println!("(no suggestion)");
+        outln!("(no suggestion)");
     }
     for s in &out.suggestions {
-        println!("{:>9.4}%  {:<20} {}", s.probability * 100.0, s.word, s.text);
+        outln!("{:>9.4}%  {:<20} {}", s.probability * 100.0, s.word, s.text);
     }
     eprintln!(
         "{} forward pass{}{}",

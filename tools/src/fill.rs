@@ -88,16 +88,16 @@ pub fn run(args: FillArgs) -> Result<()> {
             input_ids: model.last_input_ids().to_vec(),
             masks,
         };
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
         return Ok(());
     }
     let total = masks.len();
     for (i, m) in masks.iter().enumerate() {
         if total > 1 {
-            println!("mask {} of {total} (token {}):", i + 1, m.position);
+            outln!("mask {} of {total} (token {}):", i + 1, m.position);
         }
         for p in &m.predictions {
-            println!(
+            outln!(
                 "{:>7.2}%  {:<16} {:>7}  {}",
                 p.score * 100.0,
                 p.token_str,
@@ -106,7 +106,7 @@ pub fn run(args: FillArgs) -> Result<()> {
             );
         }
         if i + 1 < total {
-            println!();
+            outln!();
         }
     }
     Ok(())

@@ -126,21 +126,21 @@ pub fn info(model: Option<PathBuf>, threads: usize) -> Result<Info> {
 pub fn run(args: InfoArgs) -> Result<()> {
     let info = info(args.model, args.threads)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
-    println!("bertling      {}", info.bertling_version);
-    println!("arch          {}", info.arch);
-    println!("cpu features  {}", info.cpu_features.join(" "));
+    outln!("bertling      {}", info.bertling_version);
+    outln!("arch          {}", info.arch);
+    outln!("cpu features  {}", info.cpu_features.join(" "));
     if let Some(part) = &info.cpu_part {
-        println!("cpu part      {part}");
+        outln!("cpu part      {part}");
     }
     if let Some(kernel) = &info.int8_kernel {
-        println!("int8 kernel   {kernel} (what int8 models get here)");
+        outln!("int8 kernel   {kernel} (what int8 models get here)");
     }
     if let (Some(model), Some(kernels)) = (&info.model, &info.kernels) {
-        println!("model         {}", model.display());
-        println!("kernels       {}", kernels.join(" "));
+        outln!("model         {}", model.display());
+        outln!("kernels       {}", kernels.join(" "));
     }
     Ok(())
 }

@@ -51,30 +51,35 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
                 "scratch": f.scratch, "buffers": f.buffers, "peak": f.total(),
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "file          {} ({} bytes, format version {})",
         path.display(),
         bytes.len(),
         file.version
     );
-    println!(
+    outln!(
         "made by       bertling {} with tract {}",
-        m.bertling_version, m.tract_version
+        m.bertling_version,
+        m.tract_version
     );
-    println!(
+    outln!(
         "architecture  {} ({} layers, hidden {})",
-        m.architecture, m.num_layers, m.hidden_size
+        m.architecture,
+        m.num_layers,
+        m.hidden_size
     );
-    println!("precision     {}", m.precision);
-    println!(
+    outln!("precision     {}", m.precision);
+    outln!(
         "vocabulary    {} (mask {} = id {})",
-        m.vocab_size, m.special_tokens.mask.text, m.special_tokens.mask.id
+        m.vocab_size,
+        m.special_tokens.mask.text,
+        m.special_tokens.mask.id
     );
-    println!("max tokens    {}", m.max_tokens);
-    println!(
+    outln!("max tokens    {}", m.max_tokens);
+    outln!(
         "inputs        {}",
         m.inputs
             .iter()
@@ -82,10 +87,10 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("output        {:?}; sequence {:?}", m.output, m.sequence);
-    println!("sections");
+    outln!("output        {:?}; sequence {:?}", m.output, m.sequence);
+    outln!("sections");
     for s in &m.sections {
-        println!(
+        outln!(
             "  {:<10} {:>12} bytes at {:>10}  crc32 {:08x}",
             format!("{:?}", s.kind),
             s.len,
@@ -96,17 +101,22 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
     // Printed after the manifest: a file whose graph does not load still shows what it holds.
     let memory = memory()?;
     let mb = |b: u64| b as f64 / 1e6;
-    println!(
+    outln!(
         "planned memory (MB; weights held once loaded, then per request of {} masks: tensors \
          alive at once, int8 scratch, request buffers)",
         bertling::MAX_MASKS
     );
-    println!(
+    outln!(
         "  {:>6} {:>9} {:>12} {:>8} {:>8} {:>8}",
-        "tokens", "weights", "activations", "scratch", "buffers", "peak"
+        "tokens",
+        "weights",
+        "activations",
+        "scratch",
+        "buffers",
+        "peak"
     );
     for f in &memory {
-        println!(
+        outln!(
             "  {:>6} {:>9.1} {:>12.1} {:>8.1} {:>8.1} {:>8.1}",
             f.tokens,
             mb(f.weights),

@@ -8,6 +8,9 @@
 //! # Ok(()) }
 //! ```
 
+#[macro_use]
+pub mod output;
+
 pub mod alloc_counter;
 pub mod bench;
 #[cfg(feature = "onnx")]

@@ -95,12 +95,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let c = compile::compile_with(&export_dir, &output, &options)?;
             let m = &c.manifest;
             if precision == bertling::format::Precision::Int8 {
-                println!(
+                bertling_tools::outln!(
                     "int8: {} matrix products and {} embedding tables quantized, {} matrix products kept in fp32",
                     c.quantized.matmuls, c.quantized.embeddings, c.quantized.matmuls_kept
                 );
             }
-            println!(
+            bertling_tools::outln!(
                 "compiled {} ({}, {} layers, hidden {}, vocab {}, up to {} tokens, {}) -> {} ({:.1} MB); check on a probe: max |logit diff| {:.2e}, cosine {:.6}",
                 export_dir.display(),
                 m.architecture,
@@ -135,6 +135,8 @@ fn main() -> ExitCode {
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // `bertling fill ... | head -1`: the reader has what it wanted.
+        Err(e) if bertling_tools::output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

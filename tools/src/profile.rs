@@ -20,15 +20,15 @@ pub fn run(
     let inputs = crate::bench::make_inputs(model_path, seqs)?;
     let mut model = Model::load_with(model_path, &LoadOptions { threads })?;
     let weight_only = model.weight_only_nodes();
-    println!(
+    outln!(
         "{} ({}), {threads} thread(s), {warmup} warm-up + {runs} profiled requests per length",
         model_path.display(),
         model.manifest().precision
     );
     if weight_only.is_empty() {
-        println!("planned nodes computing from weights alone: none");
+        outln!("planned nodes computing from weights alone: none");
     } else {
-        println!(
+        outln!(
             "planned nodes computing from weights alone ({}): {}",
             weight_only.len(),
             weight_only.join(", ")
@@ -36,7 +36,7 @@ pub fn run(
     }
     if std::env::var_os("BERTLING_PROFILE_MATMULS").is_some() {
         for line in model.matmul_lines() {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     for input in &inputs.inputs {
@@ -52,22 +52,25 @@ pub fn run(
             let mut nodes = all.clone();
             nodes.sort_by_key(|t| std::cmp::Reverse(t.time));
             for t in nodes.iter().take(12) {
-                println!("  {:>9.3} ms {} {} ({})", ms(t.time), t.graph, t.node, t.op);
+                outln!("  {:>9.3} ms {} {} ({})", ms(t.time), t.graph, t.node, t.op);
             }
         }
         let total: Duration = all.iter().map(|t| t.time).sum::<Duration>() / n;
-        println!(
+        outln!(
             "\nseq {}: {:.2} ms a request in planned nodes",
             input.ids.len(),
             ms(total)
         );
-        println!(
+        outln!(
             "{:<28} {:>10} {:>7} {:>6}",
-            "op", "ms/req", "share", "nodes"
+            "op",
+            "ms/req",
+            "share",
+            "nodes"
         );
         for (op, time, count) in by_op(&all) {
             let per = time / n;
-            println!(
+            outln!(
                 "{:<28} {:>10.3} {:>6.1}% {:>6}",
                 op,
                 ms(per),

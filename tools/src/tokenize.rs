@@ -11,8 +11,7 @@ use bertling::Model;
 /// the text after `[MASK]` is replaced by the model's mask token, special tokens included).
 pub fn run(model: &Path, text: Option<&str>) -> Result<()> {
     let mut model = Model::load(model)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = crate::output::stdout();
     let mut one = |text: &str, out: &mut dyn Write| -> Result<()> {
         let ids = model.encode(text)?.to_vec();
         let mut substituted = String::new();

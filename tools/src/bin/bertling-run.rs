@@ -81,8 +81,7 @@ struct Line {
 
 fn fill_lines(model: &PathBuf, k: usize) -> anyhow::Result<()> {
     let mut model = Model::load_with(model, &LoadOptions { threads: 1 })?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = bertling_tools::output::stdout();
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         if line.trim().is_empty() {
@@ -133,6 +132,8 @@ fn main() -> ExitCode {
     bertling::memory::retain_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // `bertling fill ... | head -1`: the reader has what it wanted.
+        Err(e) if bertling_tools::output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
