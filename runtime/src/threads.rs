@@ -9,6 +9,13 @@
 //! a rayon pool does once its threads have gone idle) costs about as much again on a VM's vCPUs.
 //! onnxruntime's pool spins the same way. Outside a team (tests, library users running tract's
 //! executor), the parts go to tract's current executor.
+//!
+//! Parts are **claimed, not assigned**: every thread, the caller included, takes the next part
+//! not yet taken until none is left, and the caller waits only for parts a helper has taken. A
+//! helper the OS has not scheduled (another process busy on its core, more threads than cores)
+//! then costs nothing: the caller runs its part too, and the request runs at one thread's speed
+//! instead of waiting a time slice for each of its few hundred parts. Waiting threads yield the
+//! CPU while they spin, so a helper sharing a core with the caller cannot starve it.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -21,6 +28,10 @@ use tract_linalg::multithread::{current_tract_executor, Executor};
 
 /// How long a helper spins for the next part before it goes to sleep.
 pub const SPIN: Duration = Duration::from_millis(2);
+
+/// Spinning threads yield the CPU every this many turns of their loop (a few microseconds), so
+/// a thread the OS would run on the same core gets it.
+const YIELD_EVERY: u32 = 256;
 
 /// Below this many elements LayerNorm and the GELU run on one thread (tract's own threshold).
 pub(crate) const PARALLEL_MIN_ELEMENTS: usize = 32768;
@@ -200,20 +211,31 @@ pub(crate) fn par_rows(
     tract_linalg::multithread::par_chunks_mut(data, row_len.max(1), data.len(), f)
 }
 
-/// A job the team runs: `f(part)` for every part, `0` on the calling thread.
+/// A job the team runs: `f(part)` for every part in `0..parts`, each claimed by one thread.
 #[derive(Clone, Copy)]
-struct Job(*const (dyn Fn(usize) + Sync + 'static));
-// SAFETY: the closure is `Sync`, and [`Team::run`] keeps it alive until every helper is done.
+struct Job {
+    f: *const (dyn Fn(usize) + Sync + 'static),
+    parts: usize,
+}
+// SAFETY: the closure is `Sync`, and [`Team::run`] keeps it alive until no helper holds it.
 unsafe impl Send for Job {}
 
 struct Shared {
     /// Bumped once per job; helpers wait for it to change.
     generation: AtomicU64,
+    /// The current job; `None` once its caller has taken the last part. A helper counts itself
+    /// in `holding` under this lock, so the caller, having cleared it, waits for exactly the
+    /// helpers that can still reach the closure.
     job: Mutex<Option<Job>>,
-    /// Helpers done with the current job.
-    done: AtomicUsize,
+    /// The next part of the current job not yet claimed.
+    next: AtomicUsize,
+    /// Helpers holding the current job (running or about to claim its parts).
+    holding: AtomicUsize,
     /// Whether a helper's part panicked during the current job.
     panicked: AtomicBool,
+    /// Tests: helpers wait here before taking a job, as if the OS had not scheduled them.
+    #[cfg(test)]
+    hold: AtomicBool,
     /// Per helper: asleep (or about to be), so the next job must wake it.
     parked: Vec<AtomicBool>,
     quit: AtomicBool,
@@ -239,8 +261,11 @@ impl Team {
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(0),
             job: Mutex::new(None),
-            done: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+            holding: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
+            #[cfg(test)]
+            hold: AtomicBool::new(false),
             parked: (0..n).map(|_| AtomicBool::new(false)).collect(),
             quit: AtomicBool::new(false),
         });
@@ -284,40 +309,56 @@ impl Team {
         unsafe { ptr.as_ref() }
     }
 
-    /// Runs `f(part)` for `part` in `0..self.threads()`: part 0 on the calling thread, the others
-    /// on the helpers, and returns when all are done. A panic in any part is resumed here, after
-    /// every part has finished. Called while a job runs (a part splitting again), it runs every
-    /// part on the calling thread.
+    /// Runs `f(part)` for `part` in `0..self.threads()` and returns when all are done: each part
+    /// once, on whichever thread claims it first, the calling thread claiming too (module doc). A
+    /// panic in any part is resumed here, after every part that had started has finished. Called
+    /// while a job runs (a part splitting again), it runs every part on the calling thread.
     pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        let parts = self.threads();
         if self.helpers.is_empty() || self.busy.swap(true, SeqCst) {
-            for part in 0..self.threads() {
+            for part in 0..parts {
                 f(part);
             }
             return;
         }
         let sh = &*self.shared;
-        // SAFETY: only the lifetime is erased; the helpers drop their copy of the pointer
-        // before they count themselves done, and this function waits for that below.
-        let job = Job(unsafe {
-            std::mem::transmute::<
-                *const (dyn Fn(usize) + Sync + '_),
-                *const (dyn Fn(usize) + Sync + 'static),
-            >(f)
-        });
-        *sh.job.lock().unwrap_or_else(|p| p.into_inner()) = Some(job);
-        sh.done.store(0, SeqCst);
+        // SAFETY: only the lifetime is erased; helpers reach the closure only while counted in
+        // `holding`, and this function waits for that count to fall to zero below.
+        let job = Job {
+            f: unsafe {
+                std::mem::transmute::<
+                    *const (dyn Fn(usize) + Sync + '_),
+                    *const (dyn Fn(usize) + Sync + 'static),
+                >(f)
+            },
+            parts,
+        };
+        sh.next.store(0, SeqCst);
         sh.panicked.store(false, SeqCst);
+        *sh.job.lock().unwrap_or_else(|p| p.into_inner()) = Some(job);
         sh.generation.fetch_add(1, SeqCst);
         for ((thread, _), parked) in self.helpers.iter().zip(&sh.parked) {
             if parked.load(SeqCst) {
                 thread.unpark();
             }
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
-        while sh.done.load(SeqCst) < self.helpers.len() {
-            std::hint::spin_loop();
-        }
+        let mine = catch_unwind(AssertUnwindSafe(|| loop {
+            let part = sh.next.fetch_add(1, SeqCst);
+            if part >= parts {
+                break;
+            }
+            f(part);
+        }));
+        // From here on no helper can start holding the job; wait for those that do.
         *sh.job.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut spins = 0u32;
+        while sh.holding.load(SeqCst) > 0 {
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(YIELD_EVERY) {
+                thread::yield_now();
+            }
+        }
         self.busy.store(false, SeqCst);
         if let Err(p) = mine {
             resume_unwind(p);
@@ -346,8 +387,8 @@ impl std::fmt::Debug for Team {
     }
 }
 
-/// Helper `i`'s loop: wait for a new generation (spinning up to [`SPIN`], then asleep), run part
-/// `i + 1` of its job, count itself done.
+/// Helper `i`'s loop: wait for a new generation (spinning up to [`SPIN`], yielding now and then,
+/// then asleep), claim and run parts of its job until none is left.
 fn helper(sh: &Shared, i: usize) {
     // The generation the team started with (not a fresh load: a job may already be published
     // when this thread first runs).
@@ -366,26 +407,49 @@ fn helper(sh: &Shared, i: usize) {
             }
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) && since.elapsed() >= SPIN {
-                sh.parked[i].store(true, SeqCst);
-                // A job published after the flag was set unparks this thread; one published
-                // before it is seen here.
-                if sh.generation.load(SeqCst) == seen && !sh.quit.load(SeqCst) {
-                    thread::park();
+            if spins.is_multiple_of(YIELD_EVERY) {
+                if since.elapsed() >= SPIN {
+                    sh.parked[i].store(true, SeqCst);
+                    // A job published after the flag was set unparks this thread; one published
+                    // before it is seen here.
+                    if sh.generation.load(SeqCst) == seen && !sh.quit.load(SeqCst) {
+                        thread::park();
+                    }
+                    sh.parked[i].store(false, SeqCst);
+                    since = Instant::now();
+                } else {
+                    thread::yield_now();
                 }
-                sh.parked[i].store(false, SeqCst);
-                since = Instant::now();
             }
         }
-        let job = *sh.job.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(Job(f)) = job {
-            // SAFETY: `Team::run` keeps the closure alive until this helper counts itself done.
+        #[cfg(test)]
+        while sh.hold.load(SeqCst) && !sh.quit.load(SeqCst) {
+            thread::yield_now();
+        }
+        // The job may be over (its caller took every part) or a later one: either is right.
+        let job = {
+            let job = sh.job.lock().unwrap_or_else(|p| p.into_inner());
+            if job.is_some() {
+                sh.holding.fetch_add(1, SeqCst);
+            }
+            *job
+        };
+        if let Some(Job { f, parts }) = job {
+            // SAFETY: `Team::run` keeps the closure alive while this helper is counted in
+            // `holding`.
             let f = unsafe { &*f };
-            if catch_unwind(AssertUnwindSafe(|| f(i + 1))).is_err() {
+            let ran = catch_unwind(AssertUnwindSafe(|| loop {
+                let part = sh.next.fetch_add(1, SeqCst);
+                if part >= parts {
+                    break;
+                }
+                f(part);
+            }));
+            if ran.is_err() {
                 sh.panicked.store(true, SeqCst);
             }
+            sh.holding.fetch_sub(1, SeqCst);
         }
-        sh.done.fetch_add(1, SeqCst);
     }
 }
 
@@ -415,11 +479,46 @@ mod tests {
         for _ in 0..3 {
             // Longer than SPIN: the helper has gone to sleep and must be woken.
             thread::sleep(SPIN * 3);
+            // Each part waits for the other to start: only a woken helper lets them finish.
+            let started = AtomicUsize::new(0);
             let on = Mutex::new(Vec::new());
-            team.run(&|_| on.lock().unwrap().push(thread::current().id()));
+            team.run(&|_| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let t0 = Instant::now();
+                while started.load(Ordering::SeqCst) < 2 {
+                    assert!(t0.elapsed() < Duration::from_secs(10), "no helper came");
+                    thread::yield_now();
+                }
+                on.lock().unwrap().push(thread::current().id());
+            });
             let on = on.into_inner().unwrap();
             assert_eq!(on.len(), 2);
             assert_ne!(on[0], on[1], "both parts ran on one thread");
+        }
+    }
+
+    #[test]
+    fn a_helper_that_does_not_come_costs_no_wait() {
+        // As when the OS runs something else on the helper's core: the caller claims every
+        // part itself and returns without waiting for it.
+        for threads in [2, 3] {
+            let team = Team::new(threads).unwrap();
+            team.shared.hold.store(true, SeqCst);
+            for _ in 0..100 {
+                let on = Mutex::new(Vec::new());
+                team.run(&|part| on.lock().unwrap().push((part, thread::current().id())));
+                let mut on = on.into_inner().unwrap();
+                on.sort_by_key(|&(part, _)| part);
+                let me = thread::current().id();
+                assert_eq!(on, (0..threads).map(|p| (p, me)).collect::<Vec<_>>());
+            }
+            team.shared.hold.store(false, SeqCst);
+            // Released, the helpers take parts again (and find the jobs they missed over).
+            let count = AtomicUsize::new(0);
+            team.run(&|_| {
+                count.fetch_add(1, Ordering::SeqCst);
+            });
+            assert_eq!(count.load(Ordering::SeqCst), threads);
         }
     }
 
