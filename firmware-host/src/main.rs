@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_CAPACITY)]
     queue: usize,
     /// Threads for the model's matrix products.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     threads: usize,
 }
 

@@ -68,8 +68,10 @@ impl std::fmt::Debug for Model {
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Threads one request may use (tract's matrix products are split across them). 1 runs
-    /// everything on the calling thread.
+    /// Threads one request may use (its products, attention and norms are split across them).
+    /// 0 or 1 runs everything on the calling thread. More than the cores free for it gains
+    /// nothing, but costs little: the helper threads take parts of the work only while the OS
+    /// runs them, and the calling thread does what they have not taken.
     pub threads: usize,
 }
 

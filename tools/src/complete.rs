@@ -40,7 +40,7 @@ pub struct CompleteArgs {
     #[arg(long)]
     json: bool,
     /// Threads per request.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     threads: usize,
 }
 
@@ -75,7 +75,7 @@ pub fn run(args: CompleteArgs) -> Result<()> {
     let mut model = Model::load_with(
         &args.model,
         &LoadOptions {
-            threads: args.threads.max(1),
+            threads: args.threads,
         },
     )?;
     let only = read_list(&model, &args.only)?;

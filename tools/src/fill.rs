@@ -19,7 +19,7 @@ pub struct FillArgs {
     #[arg(long)]
     json: bool,
     /// Threads per request.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     threads: usize,
     /// With --json: include each mask position's full logits.
     #[arg(long, requires = "json")]
@@ -53,7 +53,7 @@ pub fn run(args: FillArgs) -> Result<()> {
     let mut model = Model::load_with(
         &args.model,
         &LoadOptions {
-            threads: args.threads.max(1),
+            threads: args.threads,
         },
     )?;
     let answer = model.fill_mask(&args.text, args.top_k)?;
