@@ -128,7 +128,11 @@ fn user_errors_are_reported_not_panicked() {
     );
     let zero = bertling(&["fill", model, "a [MASK]", "--threads", "0"]);
     assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
-    assert!(stderr(&zero).contains("0 is not in 1..=1024"), "{}", stderr(&zero));
+    assert!(
+        stderr(&zero).contains("0 is not in 1..=1024"),
+        "{}",
+        stderr(&zero)
+    );
     let out = scratch_dir("cli-err").join("x.bertling");
     assert_clean_failure(
         &bertling(&["compile", "/nonexistent", "-o", out.to_str().unwrap()]),
