@@ -579,11 +579,16 @@ pub(super) mod avx2 {
 
     const MR: usize = 6;
 
-    /// How [`tile`] multiplies: `vpmaddubsw` + `vpmaddwd` by ones (AVX2, 7-bit codes), or one
-    /// `vpdpbusd` (any unsigned byte: AVX512-VNNI with VL, or AVX-VNNI).
+    /// How [`tile`] multiplies: `vpmaddubsw` + `vpmaddwd` by ones (AVX2, 7-bit codes), one
+    /// `vpdpbusd` (any unsigned byte: AVX512-VNNI with VL, or AVX-VNNI), or `SIGN`: signed 8-bit
+    /// codes `s = u − 128` on AVX2 alone, `vpmaddubsw(|s|, w · sign(s))` (`vpabsb` once per row,
+    /// `vpsignb` per panel) + `vpmaddwd` by ones. `|s| ≤ 128` and `|w| ≤ 127` keep each pair of
+    /// products within i16 (`2 · 128 · 127 = 32512`), so it is exact where `vpmaddubsw` on the
+    /// unsigned `u` would saturate; the sums start at `(128 − z) · Σw`.
     pub(in super::super) const MADDUBS: u8 = 0;
     pub(in super::super) const DPBUSD_512: u8 = 1;
     pub(in super::super) const DPBUSD_AVX: u8 = 2;
+    pub(in super::super) const SIGN: u8 = 3;
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -619,6 +624,11 @@ pub(super) mod avx2 {
                 let neg = _mm256_sub_epi32(_mm256_setzero_si256(), c);
                 for (i, a) in acc.iter_mut().enumerate() {
                     a[j] = match xz {
+                        // Signed codes: `−(z − 128) · Σw`, `z − 128` in the low i16 only.
+                        Some(z) if DOT == SIGN => _mm256_madd_epi16(
+                            neg,
+                            _mm256_set1_epi32((*z.add(i * groups + gi) as i16 - 128) as u16 as i32),
+                        ),
                         Some(z) => _mm256_madd_epi16(
                             neg,
                             _mm256_set1_epi32(*z.add(i * groups + gi) as i32),
@@ -635,10 +645,18 @@ pub(super) mod avx2 {
                 }
                 for (i, a) in acc.iter_mut().enumerate() {
                     let xv = _mm256_set1_epi32((x.add(i * kp + g) as *const i32).read_unaligned());
+                    let xa = match DOT {
+                        SIGN => _mm256_abs_epi8(xv),
+                        _ => xv,
+                    };
                     for (a, v) in a.iter_mut().zip(&wv) {
                         *a = match DOT {
                             DPBUSD_512 => _mm256_dpbusd_epi32(*a, xv, *v),
                             DPBUSD_AVX => _mm256_dpbusd_avx_epi32(*a, xv, *v),
+                            SIGN => {
+                                let pairs = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(*v, xv));
+                                _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones))
+                            }
                             _ => {
                                 let pairs = _mm256_maddubs_epi16(xv, *v);
                                 _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones))
@@ -673,7 +691,7 @@ pub(super) mod avx2 {
     }
 
     macro_rules! driver {
-        ($name:ident, $feature:literal, $dot:expr) => {
+        ($name:ident, $feature:literal, $dot:expr, $mr:expr) => {
             #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $feature)]
             pub unsafe fn $name(
@@ -691,7 +709,7 @@ pub(super) mod avx2 {
                 ldo: usize,
             ) {
                 let operands = ((x, x_scale, x_zero), (w, w_scale, sums));
-                super::super::packed::tiles::<MR, 2>(kp, rows, panels, |m, r, p, np| {
+                super::super::packed::tiles::<{ $mr }, 2>(kp, rows, panels, |m, r, p, np| {
                     let ((x, xs, xz), (w, ws, s)) = super::tile_operands(operands, kp, (m, p));
                     let at = (m, p, n);
                     macro_rules! go {
@@ -716,9 +734,10 @@ pub(super) mod avx2 {
         };
     }
 
-    driver!(gemm, "avx2,fma", MADDUBS);
-    driver!(gemm_vnni512, "avx2,fma,avx512vnni,avx512vl", DPBUSD_512);
-    driver!(gemm_avxvnni, "avx2,fma,avxvnni", DPBUSD_AVX);
+    driver!(gemm, "avx2,fma", MADDUBS, MR);
+    driver!(gemm_sign, "avx2,fma", SIGN, 4);
+    driver!(gemm_vnni512, "avx2,fma,avx512vnni,avx512vl", DPBUSD_512, MR);
+    driver!(gemm_avxvnni, "avx2,fma,avxvnni", DPBUSD_AVX, MR);
 }
 
 #[cfg(target_arch = "aarch64")]

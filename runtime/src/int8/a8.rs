@@ -21,7 +21,11 @@
 //! two panels each, `vnni512.rs`; `bertling_a8_avx512vnni_256` and `bertling_a8_avxvnni`:
 //! 256-bit) the bytes `u` as they are into `vpdpbusd`, `z · Σw` taken back per group through the
 //! column sums; AVX2 (`bertling_a8_avx2`) the codes stored as `u − z` in i16 and
-//! multiplied by `vpmaddwd` against the widened weights (no column sums needed); NEON
+//! multiplied by `vpmaddwd` against the widened weights (no column sums needed), or, only when
+//! [`KERNEL_VAR`] asks for it, `bertling_a8_avx2_sign`: the signed bytes `u − 128` into
+//! `vpmaddubsw(|s|, w · sign(s))` (exact: `2 · 128 · 127 < 2¹⁵`), `(128 − z) · Σw` added back
+//! per group (slower than the i16 kernel on the Zen 1 it was timed on; fewer instructions per
+//! product, so possibly faster on wider cores: see BENCHMARKS.md); NEON
 //! (`bertling_a8_neon_dot`: `sdot`; `bertling_a8_neon`: `smull` + `smlal`, two products of at
 //! most `128 · 127` in i16) the signed bytes `u − 128`, `(128 − z) · Σw` added back per group;
 //! portable Rust elsewhere.
@@ -65,6 +69,7 @@ enum Kernel {
     Avx512Vnni,
     Avx512Vnni256,
     AvxVnni,
+    Avx2Sign,
     Avx2,
     NeonDot,
     Neon,
@@ -77,6 +82,7 @@ impl Kernel {
             Kernel::Avx512Vnni => "bertling_a8_avx512vnni",
             Kernel::Avx512Vnni256 => "bertling_a8_avx512vnni_256",
             Kernel::AvxVnni => "bertling_a8_avxvnni",
+            Kernel::Avx2Sign => "bertling_a8_avx2_sign",
             Kernel::Avx2 => "bertling_a8_avx2",
             Kernel::NeonDot => "bertling_a8_neon_dot",
             Kernel::Neon => "bertling_a8_neon",
@@ -103,9 +109,23 @@ fn kernel() -> Kernel {
             }
             _ => true,
         });
+        if let Ok(name) = std::env::var(KERNEL_VAR) {
+            match candidates.iter().find(|k| k.name() == name) {
+                Some(&k) => return k,
+                None => tracing::warn!(
+                    asked = name,
+                    available = ?candidates.iter().map(|k| k.name()).collect::<Vec<_>>(),
+                    "{KERNEL_VAR} names no int8 kernel this CPU runs; ignoring it"
+                ),
+            }
+        }
         candidates.first().copied().unwrap_or(Kernel::Portable)
     })
 }
+
+/// The environment variable that forces one of the kernels this CPU has (by [`kernel_name`]),
+/// for comparing them: `BERTLING_A8_KERNEL=bertling_a8_avx2 bertling bench ...`.
+pub const KERNEL_VAR: &str = "BERTLING_A8_KERNEL";
 
 /// The implementations this CPU can run, best first.
 fn detected() -> Vec<Kernel> {
@@ -124,7 +144,10 @@ fn detected() -> Vec<Kernel> {
             if has!("avxvnni") {
                 found.push(Kernel::AvxVnni);
             }
+            // The sign kernel is exact too but measured slower on the Zen 1 bertling is timed
+            // on (BENCHMARKS.md); `BERTLING_A8_KERNEL` picks it where it may be faster.
             found.push(Kernel::Avx2);
+            found.push(Kernel::Avx2Sign);
         }
     }
     #[cfg(target_arch = "aarch64")]
@@ -368,6 +391,8 @@ fn byte_kernel(kernel: Kernel) -> Option<a7::Simd> {
         Kernel::Avx512Vnni256 => Some(a7::avx2::gemm_vnni512),
         #[cfg(target_arch = "x86_64")]
         Kernel::AvxVnni => Some(a7::avx2::gemm_avxvnni),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Sign => Some(a7::avx2::gemm_sign),
         #[cfg(target_arch = "aarch64")]
         Kernel::NeonDot => Some(a7::neon::gemm8_dot),
         #[cfg(target_arch = "aarch64")]

@@ -591,7 +591,16 @@ impl TypedOp for Int8Linear {
                 .context("Int8Linear: K must be known")?;
             let n = self.channels;
             let codes = weights.try_as_plain_ram()?;
-            let sums = a7::column_sums(codes.as_slice::<i8>()?, n, k);
+            let codes = codes.as_slice::<i8>()?;
+            // Every kernel's exactness bound (pairs of products within i16) takes |w| <= 127,
+            // which is all the compiler writes.
+            ensure!(
+                !codes.contains(&i8::MIN),
+                "Int8Linear {}: a weight code is -128, outside the -127..=127 a model file \
+                 stores (a hand-made graph)",
+                node.name
+            );
+            let sums = a7::column_sums(codes, n, k);
             let shape = [packed::panels(n), a7::groups(k), packed::PANEL];
             let sums = Tensor::from_shape(&shape, &sums)?;
             inputs.push(constant(
@@ -863,6 +872,45 @@ mod tests {
                     let want = if with_bias { p + b[i % n] } else { *p };
                     assert_eq!(got.to_bits(), want.to_bits(), "{what}, element {i}");
                 }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_weight_code_of_minus_128_is_refused_when_the_graph_is_prepared() -> TractResult<()> {
+        let (rows, k, n) = (2, 64, 8);
+        let op = Int8Linear {
+            layout: Layout::Panels,
+            act_max: a8::ACT_MAX,
+            channels: n,
+            act_group: a7::ACT_GROUP,
+            asymmetric: true,
+            bias: None,
+        };
+        for bad in [false, true] {
+            let mut codes = vec![1i8; n * k];
+            if bad {
+                codes[n * k - 3] = i8::MIN;
+            }
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact([rows, k]))?;
+            let w = model.add_const(
+                "w",
+                Tensor::from_shape(&[packed::panels(n), packed::padded_k(k) / 4, 32], &codes)?,
+            )?;
+            let scales = vec![1f32; packed::panels(n) * packed::scale_groups(k) * packed::PANEL];
+            let shape = [packed::panels(n), packed::scale_groups(k), packed::PANEL];
+            let s = model.add_const("s", Tensor::from_shape(&shape, &scales)?)?;
+            let y = model.wire_node("linear", op.clone(), &[x, w, s])?;
+            model.select_output_outlets(&y)?;
+            let prepared = model.into_decluttered();
+            match (bad, prepared) {
+                (false, r) => {
+                    r?;
+                }
+                (true, Ok(_)) => panic!("a -128 weight was accepted"),
+                (true, Err(e)) => assert!(format!("{e:#}").contains("-128"), "{e:#}"),
             }
         }
         Ok(())
