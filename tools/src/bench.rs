@@ -38,7 +38,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "8,16,64,128")]
     pub seq: Vec<usize>,
     /// Thread counts to measure (one worker process each).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = crate::thread_count())]
     pub threads: Vec<usize>,
     /// Timed requests per sequence length (after the warm-up).
     #[arg(long, default_value_t = 30)]
@@ -546,7 +546,7 @@ fn measure(args: &BenchArgs, inputs_path: &Path, threads: usize) -> Result<Threa
 pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(inputs) = &args.worker {
         let inputs = BenchInputs::read(inputs)?;
-        let threads = args.threads.first().copied().unwrap_or(1).max(1);
+        let threads = args.threads.first().copied().unwrap_or(1);
         let (top_k, model_path) = (args.top_k, args.model.clone());
         return serve(&inputs, threads, |threads| {
             let mut model = Model::load_with(&model_path, &LoadOptions { threads })?;
@@ -571,14 +571,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return bench_completion(&args);
     }
     if args.profile {
-        let threads = args.threads.first().copied().unwrap_or(1).max(1);
+        let threads = args.threads.first().copied().unwrap_or(1);
         return crate::profile::run(&args.model, &args.seq, threads, args.runs, args.warmup);
     }
     if args.seq.is_empty() || args.threads.is_empty() {
         bail!("--seq and --threads need at least one value each");
-    }
-    if args.threads.contains(&0) {
-        bail!("--threads: 0 is not a thread count");
     }
     let inputs = make_inputs(&args.model, &args.seq)?;
     let write = |path: &Path| -> Result<()> {

@@ -23,7 +23,7 @@ pub struct BenchOnnxArgs {
     #[arg(long)]
     pub inputs: PathBuf,
     /// Threads per request.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::thread_count())]
     pub threads: usize,
 }
 

@@ -40,7 +40,7 @@ pub struct CompleteArgs {
     #[arg(long)]
     json: bool,
     /// Threads per request.
-    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_parser = crate::thread_count())]
     threads: usize,
 }
 

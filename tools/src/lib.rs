@@ -23,3 +23,8 @@ pub mod info;
 pub mod inspect;
 pub mod profile;
 pub mod tokenize;
+
+/// The parser of every command's `--threads`: 1 to 1024 (0 used to mean 1 in some commands).
+pub fn thread_count() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024)
+}
