@@ -1,18 +1,22 @@
 //! Operator fusions tract's decluttering misses on these exports.
 //!
 //! The tanh approximation of GELU (`gelu_new`: ALBERT; any export with `hidden_act` `gelu_new` or
-//! `gelu_pytorch_tanh`) reaches tract as seven element-wise operators,
+//! `gelu_pytorch_tanh`; onnxruntime's `FastGelu`) reaches tract as seven element-wise operators,
 //! `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`. tract 0.23.9 has a fused
 //! `GeluApproximate` and a rule to find it, but its decluttering first rewrites `Pow(x, 3)` into
 //! `PowConst`, after which the rule never matches: ALBERT-base spent a quarter of a request in
-//! those seven operators. This pass matches the pattern from the `PowConst` and fuses it.
+//! those seven operators. This pass matches the pattern from its cube and fuses it. The cube comes
+//! in three forms: `Pow(x, 3)` (Hugging Face's `gelu_new`), `x · (x · x)` (PyTorch's ONNX export of
+//! `gelu(approximate="tanh")`) and `(x · x) · x` (tract's expansion of onnxruntime's `FastGelu`, what
+//! its transformer optimizer writes, e.g. `optimum-cli export onnx --optimize O2`); tract turns
+//! `x · x` into `Square(x)`.
 
 use anyhow::Result;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::model::TypedModelHelpers;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::math::{Add, Mul, PowConst, Tanh};
+use tract_onnx::tract_core::ops::math::{Add, Mul, PowConst, Square, Tanh};
 use tract_onnx::tract_core::ops::nn::gelu_approximate::gelu_approximate;
 
 /// Fuses every tanh-approximated GELU of `model`; returns how many.
@@ -43,22 +47,52 @@ fn is_elementwise<O: tract_onnx::tract_core::ops::element_wise::ElementWiseMiniO
         .is_some_and(|op| op.0.is::<O>())
 }
 
-fn gelu_tanh_patch(model: &TypedModel, pow: &TypedNode) -> Result<Option<TypedModelPatch>> {
-    let Some(op) = pow.op_as::<ElementWiseOp>() else {
-        return Ok(None);
-    };
-    let Some(p) = op.0.downcast_ref::<PowConst>() else {
-        return Ok(None);
-    };
-    if p.exponent != 3.0 {
-        return Ok(None);
+fn is_mul(node: &TypedNode) -> bool {
+    node.op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.is::<Mul>())
+}
+
+/// The `x` of which `outlet` is `x²`: `Square(x)`, `x · x` or `Pow(x, 2)`.
+fn square_of(model: &TypedModel, outlet: OutletId) -> Option<OutletId> {
+    let node = model.node(outlet.node);
+    if is_elementwise::<Square>(node) {
+        return Some(node.inputs[0]);
     }
-    let dt = model.outlet_fact(pow.inputs[0])?.datum_type;
+    if is_mul(node) && node.inputs[0] == node.inputs[1] {
+        return Some(node.inputs[0]);
+    }
+    let op = node.op_as::<ElementWiseOp>()?;
+    (op.0.downcast_ref::<PowConst>()?.exponent == 2.0).then_some(node.inputs[0])
+}
+
+/// The `x` of which `node` computes `x³`: `Pow(x, 3)`, `x · x²` or `x² · x`.
+fn cube_of(model: &TypedModel, node: &TypedNode) -> Option<OutletId> {
+    if let Some(op) = node.op_as::<ElementWiseOp>() {
+        let p = op.0.downcast_ref::<PowConst>()?;
+        return (p.exponent == 3.0).then_some(node.inputs[0]);
+    }
+    if !is_mul(node) {
+        return None;
+    }
+    let (a, b) = (node.inputs[0], node.inputs[1]);
+    if square_of(model, b) == Some(a) {
+        Some(a)
+    } else if square_of(model, a) == Some(b) {
+        Some(b)
+    } else {
+        None
+    }
+}
+
+fn gelu_tanh_patch(model: &TypedModel, cube: &TypedNode) -> Result<Option<TypedModelPatch>> {
+    let Some(x) = cube_of(model, cube) else {
+        return Ok(None);
+    };
+    let dt = model.outlet_fact(x)?.datum_type;
     if dt != f32::datum_type() {
         return Ok(None);
     }
-    let x = pow.inputs[0];
-    let Some(cubic) = model.find_succ_bin_with_const::<Mul>(pow, 0.044715) else {
+    let Some(cubic) = model.find_succ_bin_with_const::<Mul>(cube, 0.044715) else {
         return Ok(None);
     };
     let Some(inner) = model.find_succ_bin_with_outlet::<Add>(cubic, &x) else {
@@ -81,10 +115,7 @@ fn gelu_tanh_patch(model: &TypedModel, pow: &TypedNode) -> Result<Option<TypedMo
     let Some(times) = model.single_succ(one_plus.id)? else {
         return Ok(None);
     };
-    if !times
-        .op_as::<TypedBinOp>()
-        .is_some_and(|op| op.0.is::<Mul>())
-    {
+    if !is_mul(times) {
         return Ok(None);
     }
     // Either (x · (1 + tanh)) · 0.5, or (0.5 · x) · (1 + tanh).
@@ -96,10 +127,8 @@ fn gelu_tanh_patch(model: &TypedModel, pow: &TypedNode) -> Result<Option<TypedMo
     } else {
         let half_x = times.inputs.iter().find_map(|i| {
             let n = model.node(i.node);
-            (n.op_as::<TypedBinOp>().is_some_and(|op| op.0.is::<Mul>())
-                && n.inputs.contains(&x)
-                && model.matches_single_input_const(n, 0.5))
-            .then_some(n)
+            (is_mul(n) && n.inputs.contains(&x) && model.matches_single_input_const(n, 0.5))
+                .then_some(n)
         });
         if half_x.is_none() {
             return Ok(None);
@@ -109,7 +138,7 @@ fn gelu_tanh_patch(model: &TypedModel, pow: &TypedNode) -> Result<Option<TypedMo
     let mut patch = TypedModelPatch::new("fuse tanh GELU");
     let input = patch.tap_model(model, x)?;
     let out = patch.wire_node(
-        format!("{}.gelu_tanh", pow.name),
+        format!("{}.gelu_tanh", cube.name),
         gelu_approximate(false),
         &[input],
     )?[0];
