@@ -62,6 +62,9 @@ pub fn read_onnx(path: &Path) -> Result<OnnxExport> {
     let proto = guarded("model.onnx is not a readable ONNX model", || {
         onnx.proto_model_for_path(path)
     })?;
+    if let Some(refusal) = foreign_operators(&proto) {
+        bail!(refusal);
+    }
     let reduced_precision = reduced_precision(&proto);
     let mut model = guarded("model.onnx is not a readable ONNX model", || {
         // As `model_for_path`: external tensor data is looked up beside the file.
@@ -98,6 +101,39 @@ pub fn read_onnx(path: &Path) -> Result<OnnxExport> {
         inputs,
         reduced_precision,
     })
+}
+
+/// onnxruntime's own operators (domain `com.microsoft`, what its transformer optimizer writes:
+/// `optimum-cli export onnx --optimize O2` and up) that tract reads with onnxruntime's meaning:
+/// tract expands them into its own operators, and the tests compare such exports' answers with
+/// onnxruntime's. tract looks operators up by name alone, so any other operator of a foreign
+/// domain (`Attention`, `EmbedLayerNormalization`, `FusedMatMul`, ...) is refused before tract
+/// sees it: an ONNX operator of the same name would be read with another meaning, or fail obscurely.
+const READ_CONTRIB_OPS: &[&str] = &["SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu"];
+
+/// Why an export cannot be read, if it uses operators of a domain other than ONNX's beyond
+/// [`READ_CONTRIB_OPS`]: the operators, and what to give instead.
+pub fn foreign_operators(proto: &tract_onnx::pb::ModelProto) -> Option<String> {
+    let graph = proto.graph.as_ref()?;
+    let mut foreign: Vec<String> = vec![];
+    for node in &graph.node {
+        let domain = node.domain.as_str();
+        let standard = domain.is_empty() || domain == "ai.onnx";
+        let read = domain == "com.microsoft" && READ_CONTRIB_OPS.contains(&node.op_type.as_str());
+        let name = format!("{domain}:{}", node.op_type);
+        if !standard && !read && !foreign.contains(&name) {
+            foreign.push(name);
+        }
+    }
+    if foreign.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "model.onnx uses operators bertling cannot read ({}), fused by onnxruntime's transformer \
+         optimizer or from a custom domain: give the plain export (optimum-cli export onnx --task \
+         fill-mask ..., without --optimize); bertling compile optimizes it itself",
+        foreign.join(", ")
+    ))
 }
 
 /// Operators of an export that is already quantized (onnxruntime's `quantize_dynamic` or

@@ -1,0 +1,159 @@
+"""Exports rewritten by onnxruntime's transformer optimizer, as `optimum-cli export onnx --optimize
+O2` (and O3, with the GELU approximation) writes them, and PyTorch's form of the tanh GELU. The
+fused operators tract reads (com.microsoft SkipLayerNormalization, BiasGelu, FastGelu, Gelu)
+compile, the file answers as onnxruntime runs that same export, and its plan has each GELU and
+LayerNorm fused again (no element-wise tanh, erf, cube or square root left); operators bertling
+cannot read are refused by name, with what to give instead. Each export is built from a fixture
+and run by onnxruntime, so it is a valid model."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from bertling_cli import ARCHS, ROOT, bertling_bin, fill_json, run_bertling
+
+from bertling_models.ort import ort_mask_logits
+
+# What a fused GELU or LayerNorm leaves behind when a fusion misses it.
+UNFUSED = {"Tanh", "Erf", "Square", "PowConst", "Pow", "Sqrt", "Rsqrt", "Recip"}
+
+
+def _texts(arch: str) -> list[str]:
+    refs = json.loads((ROOT / "models" / "fixtures" / arch / "references.json").read_text())
+    return [c["text"] for c in refs["cases"]][:6]
+
+
+def _heads_and_hidden(arch: str) -> tuple[int, int]:
+    cfg = json.loads((ROOT / "models" / "fixtures" / arch / "config.json").read_text())
+    if arch == "distilbert":
+        return cfg["n_heads"], cfg["dim"]
+    return cfg["num_attention_heads"], cfg["hidden_size"]
+
+
+def _optimized(arch: str, tmp_path, **options):
+    """The fixture through onnxruntime's transformer optimizer with these FusionOptions, attention
+    and embedding fusions off (bertling cannot read those; optimum leaves the second off too)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    export = tmp_path / "export"
+    shutil.copytree(ROOT / "models" / "fixtures" / arch, export)
+    fusion = FusionOptions("bert")
+    fusion.enable_attention = False
+    fusion.enable_embed_layer_norm = False
+    for key, value in options.items():
+        setattr(fusion, key, value)
+    heads, hidden = _heads_and_hidden(arch)
+    model = optimize_model(str(export / "model.onnx"), model_type="bert", num_heads=heads,
+                           hidden_size=hidden, optimization_options=fusion)
+    model.save_model_to_file(str(export / "model.onnx"))
+    return export
+
+
+def _contrib_ops(export) -> set[str]:
+    graph = onnx.load(str(export / "model.onnx")).graph
+    return {n.op_type for n in graph.node if n.domain == "com.microsoft"}
+
+
+def _plan_ops(model) -> set[str]:
+    out = run_bertling("bench", str(model), "--profile", "--seq", "16", "--threads", "1", "--runs", "1",
+                       "--warmup", "0")
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("op "))
+    return {line.split()[0] for line in lines[start + 1:] if line.strip()}
+
+
+def _assert_answers_as_onnxruntime(export, arch: str, tmp_path):
+    fp32, int8 = tmp_path / "fp32.bertling", tmp_path / "int8.bertling"
+    run_bertling("compile", str(export), "-o", str(fp32), "--precision", "fp32")
+    run_bertling("compile", str(export), "-o", str(int8))
+    for text in _texts(arch):
+        ids, ort_logits = ort_mask_logits(str(export), text)
+        ours = fill_json(fp32, text)
+        assert ours["input_ids"] == ids, text
+        assert [m["position"] for m in ours["masks"]] == sorted(ort_logits), text
+        for mask, pos in zip(ours["masks"], sorted(ort_logits)):
+            want = ort_logits[pos]
+            got = np.asarray(mask["logits"], dtype=np.float32)
+            diff = float(np.max(np.abs(got - want)))
+            assert diff <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"{text!r}: {diff}"
+            top5 = list(np.argsort(-want.astype(np.float64), kind="stable")[:5])
+            assert [p["token"] for p in mask["predictions"]] == top5, text
+    for model in (fp32, int8):
+        left = _plan_ops(model) & UNFUSED
+        assert not left, f"{model.name}: unfused {sorted(left)}"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_optimizer_fusions_compile_fused_and_answer_as_onnxruntime(arch, tmp_path):
+    export = _optimized(arch, tmp_path)
+    assert "SkipLayerNormalization" in _contrib_ops(export)
+    _assert_answers_as_onnxruntime(export, arch, tmp_path)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_optimizers_gelu_approximation_compiles_fused(arch, tmp_path):
+    """O3: every GELU becomes onnxruntime's FastGelu (the tanh form, x·x·x inside)."""
+    export = _optimized(arch, tmp_path, enable_gelu_approximation=True)
+    assert "FastGelu" in _contrib_ops(export)
+    _assert_answers_as_onnxruntime(export, arch, tmp_path)
+
+
+def test_a_gelu_without_its_bias_compiles_fused(tmp_path):
+    """com.microsoft Gelu, the exact GELU apart from the Add of its bias."""
+    export = _optimized("bert", tmp_path, enable_bias_gelu=False)
+    assert "Gelu" in _contrib_ops(export)
+    _assert_answers_as_onnxruntime(export, "bert", tmp_path)
+
+
+@pytest.mark.parametrize("form", ["x*(x*x)", "(x*x)*x"])
+def test_a_tanh_gelu_with_its_cube_as_products_compiles_fused(form, tmp_path):
+    """PyTorch exports gelu(approximate="tanh") with x·(x·x) where Hugging Face's gelu_new has
+    Pow(x, 3): ALBERT's Pow nodes rewritten so."""
+    export = tmp_path / "export"
+    shutil.copytree(ROOT / "models" / "fixtures" / "albert", export)
+    model = onnx.load(str(export / "model.onnx"))
+    graph, nodes, rewritten = model.graph, [], 0
+    for node in graph.node:
+        if node.op_type != "Pow":
+            nodes.append(node)
+            continue
+        x, y = node.input[0], node.output[0]
+        square = helper.make_node("Mul", [x, x], [y + "_sq"])
+        cube = helper.make_node("Mul", [x, y + "_sq"] if form == "x*(x*x)" else [y + "_sq", x], [y])
+        nodes += [square, cube]
+        rewritten += 1
+    assert rewritten >= 2
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(export / "model.onnx"))
+    _assert_answers_as_onnxruntime(export, "albert", tmp_path)
+
+
+def test_operators_bertling_cannot_read_are_refused_by_name(tmp_path):
+    """onnxruntime's FusedMatMul (a MatMul with transposes and a scale) in place of a MatMul: a
+    valid model onnxruntime runs, refused before tract sees it, naming the operator."""
+    export = tmp_path / "export"
+    shutil.copytree(ROOT / "models" / "fixtures" / "bert", export)
+    model = onnx.load(str(export / "model.onnx"))
+    (i, node) = next((i, n) for i, n in enumerate(model.graph.node) if n.op_type == "MatMul")
+    fused = helper.make_node("FusedMatMul", list(node.input), list(node.output), name=node.name,
+                             domain="com.microsoft", alpha=1.0, transA=0, transB=0)
+    model.graph.node.remove(node)
+    model.graph.node.insert(i, fused)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, str(export / "model.onnx"))
+    ort_mask_logits(str(export), _texts("bert")[0])
+    out = tmp_path / "x.bertling"
+    proc = subprocess.run([bertling_bin(), "compile", str(export), "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "com.microsoft:FusedMatMul" in proc.stderr and "without --optimize" in proc.stderr, proc.stderr
+    assert "panicked" not in proc.stderr
+    assert not out.exists()
