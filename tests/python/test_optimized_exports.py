@@ -1,10 +1,11 @@
-"""Exports rewritten by onnxruntime's transformer optimizer, as `optimum-cli export onnx --optimize
-O2` (and O3, with the GELU approximation) writes them, and PyTorch's form of the tanh GELU. The
-fused operators tract reads (com.microsoft SkipLayerNormalization, BiasGelu, FastGelu, Gelu)
-compile, the file answers as onnxruntime runs that same export, and its plan has each GELU and
-LayerNorm fused again (no element-wise tanh, erf, cube or square root left); operators bertling
-cannot read are refused by name, with what to give instead. Each export is built from a fixture
-and run by onnxruntime, so it is a valid model."""
+"""Exports in other forms than the fixtures': rewritten by onnxruntime's transformer optimizer, as
+`optimum-cli export onnx --optimize O2` (and O3, with the GELU approximation) writes them; PyTorch's
+form of the tanh GELU; eager attention, which scales the scores instead of the queries. The fused
+operators tract reads (com.microsoft SkipLayerNormalization, BiasGelu, FastGelu, Gelu) compile, the
+file answers as onnxruntime runs that same export, and its plan has each GELU and LayerNorm fused
+again (no element-wise tanh, erf, cube or square root left) and the attention as the fixture's;
+operators bertling cannot read are refused by name, with what to give instead. Each export is built
+from a fixture and run by onnxruntime, so it is a valid model."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import subprocess
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from bertling_cli import ARCHS, ROOT, bertling_bin, fill_json, run_bertling
 
@@ -157,3 +158,55 @@ def test_operators_bertling_cannot_read_are_refused_by_name(tmp_path):
     assert "com.microsoft:FusedMatMul" in proc.stderr and "without --optimize" in proc.stderr, proc.stderr
     assert "panicked" not in proc.stderr
     assert not out.exists()
+
+
+def _constant(graph, name: str) -> float:
+    node = next(n for n in graph.node if name in n.output)
+    assert node.op_type == "Constant", node.op_type
+    return float(numpy_helper.to_array(helper.get_attribute_value(node.attribute[0])))
+
+
+def _eager(graph, op: str) -> int:
+    """SDPA's `softmax((Q·√s)·(K·√s)ᵀ + mask)`, the fixtures' form, rewritten as eager attention's
+    `softmax((Q·Kᵀ)·s + mask)` (op "Mul") or `softmax((Q·Kᵀ)/(1/s) + mask)` (op "Div", the form
+    of transformers before 4.48); returns how many attentions were rewritten."""
+    producer = {o: n for n in graph.node for o in n.output}
+    rewritten = 0
+    for softmax in [n for n in graph.node if n.op_type == "Softmax"]:
+        add = producer[softmax.input[0]]
+        (matmul,) = [producer[i] for i in add.input if i in producer and producer[i].op_type == "MatMul"]
+        muls = [producer[i] for i in matmul.input]
+        assert [m.op_type for m in muls] == ["Mul", "Mul"], [m.op_type for m in muls]
+        scale = 1.0
+        for slot, mul in enumerate(muls):
+            (x,) = [i for i in mul.input if producer.get(i) is None or producer[i].op_type != "Constant"]
+            (c,) = [i for i in mul.input if i != x]
+            scale *= _constant(graph, c)
+            matmul.input[slot] = x
+        scores, name = matmul.output[0], matmul.output[0] + "_scaled"
+        value = np.array(scale if op == "Mul" else 1.0 / scale, dtype=np.float32)
+        graph.initializer.append(numpy_helper.from_array(value, name + "_by"))
+        node = helper.make_node(op, [scores, name + "_by"], [name])
+        graph.node.insert(list(graph.node).index(matmul) + 1, node)
+        add.input[list(add.input).index(scores)] = name
+        rewritten += 1
+    return rewritten
+
+
+@pytest.mark.parametrize("op", ["Mul", "Div"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_eager_attention_compiles_to_the_fixtures_plan(arch, op, tmp_path):
+    """Eager attention (Hugging Face's BERT-family models before SDPA exports, or
+    attn_implementation="eager") scales the scores: the file answers as onnxruntime runs that
+    export, and its plan has no operator kind the fixture's own plan lacks (the softmax, where the
+    fixture's attention is fused)."""
+    plain = tmp_path / "plain.bertling"
+    run_bertling("compile", str(ROOT / "models" / "fixtures" / arch), "-o", str(plain), "--precision", "fp32")
+    export = tmp_path / "export"
+    shutil.copytree(ROOT / "models" / "fixtures" / arch, export)
+    model = onnx.load(str(export / "model.onnx"))
+    assert _eager(model.graph, op) >= 2
+    onnx.save(model, str(export / "model.onnx"))
+    _assert_answers_as_onnxruntime(export, arch, tmp_path)
+    extra = _plan_ops(tmp_path / "fp32.bertling") - _plan_ops(plain)
+    assert not extra, f"eager attention plans {sorted(extra)} too"

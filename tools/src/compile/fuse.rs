@@ -10,14 +10,24 @@
 //! `gelu(approximate="tanh")`) and `(x · x) · x` (tract's expansion of onnxruntime's `FastGelu`, what
 //! its transformer optimizer writes, e.g. `optimum-cli export onnx --optimize O2`); tract turns
 //! `x · x` into `Square(x)`.
+//!
+//! Attention's scale `1/√d` sits on the queries (or on queries and keys) in PyTorch's SDPA
+//! exports, but on the scores `Q·Kᵀ` in eager-attention ones (transformers before SDPA, or
+//! `attn_implementation="eager"`): `softmax((Q·Kᵀ) · s)`. There it is a multiply over every
+//! score (heads x tokens x tokens), and it stands between the scores and the softmax, where the
+//! runtime's fused attention does not look. [`scale_queries`] moves it onto `Q`, `(s·Q)·Kᵀ`
+//! (the same product up to f32 rounding), where the runtime folds it into the query projection.
 
 use anyhow::Result;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::model::TypedModelHelpers;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::math::mul;
 use tract_onnx::tract_core::ops::math::{Add, Mul, PowConst, Square, Tanh};
 use tract_onnx::tract_core::ops::nn::gelu_approximate::gelu_approximate;
+use tract_onnx::tract_core::ops::nn::Softmax;
 
 /// Fuses every tanh-approximated GELU of `model`; returns how many.
 pub fn fuse_gelu_tanh(model: &mut TypedModel) -> Result<usize> {
@@ -38,6 +48,78 @@ pub fn fuse_gelu_tanh(model: &mut TypedModel) -> Result<usize> {
         *model = std::mem::take(model).into_compact()?;
     }
     Ok(fused)
+}
+
+/// Moves every scalar scale between an f32 product of two tensors and the softmax that alone
+/// reads it onto the product's first input (module doc); returns how many.
+pub fn scale_queries(model: &mut TypedModel) -> Result<usize> {
+    let mut moved = 0;
+    loop {
+        let mut patch = None;
+        for id in model.eval_order()? {
+            if let Some(p) = scale_queries_patch(model, model.node(id))? {
+                patch = Some(p);
+                break;
+            }
+        }
+        let Some(patch) = patch else { break };
+        patch.apply(model)?;
+        moved += 1;
+    }
+    if moved > 0 {
+        *model = std::mem::take(model).into_compact()?;
+    }
+    Ok(moved)
+}
+
+/// The single f32 value of a constant outlet.
+fn scalar_const(model: &TypedModel, outlet: OutletId) -> Option<f32> {
+    let k = model.outlet_fact(outlet).ok()?.konst.as_ref()?;
+    (k.len() == 1 && k.datum_type() == f32::datum_type())
+        .then(|| k.cast_to_scalar::<f32>().ok())
+        .flatten()
+}
+
+fn scale_queries_patch(model: &TypedModel, scale: &TypedNode) -> Result<Option<TypedModelPatch>> {
+    if !is_mul(scale) {
+        return Ok(None);
+    }
+    let Some((scores, s)) = [(0, 1), (1, 0)].into_iter().find_map(|(a, b)| {
+        let s = scalar_const(model, scale.inputs[b])?;
+        let scores = model.node(scale.inputs[a].node);
+        scores.op_as::<EinSum>().map(|_| (scores, s))
+    }) else {
+        return Ok(None);
+    };
+    let einsum = scores.op_as::<EinSum>().expect("an EinSum");
+    let f32_product = einsum.q_params.is_none()
+        && einsum.operating_dt == f32::datum_type()
+        && scores.inputs.len() == 2
+        && model.outlet_fact(scores.inputs[0])?.datum_type == f32::datum_type();
+    let only_read_by_scale = scores.outputs.len() == 1
+        && scores.outputs[0].successors.len() == 1
+        && scores.outputs[0].successors[0].node == scale.id;
+    let Some(softmax) = model.single_succ(scale.id)? else {
+        return Ok(None);
+    };
+    if !f32_product || !only_read_by_scale || softmax.op_as::<Softmax>().is_none() {
+        return Ok(None);
+    }
+    let q = scores.inputs[0];
+    let rank = model.outlet_fact(q)?.rank();
+    let mut patch = TypedModelPatch::new("scale the queries, not the scores");
+    let taps = [
+        patch.tap_model(model, q)?,
+        patch.tap_model(model, scores.inputs[1])?,
+    ];
+    let s = patch.add_const(
+        format!("{}.scale", scores.name),
+        tensor0(s).broadcast_into_rank(rank)?,
+    )?;
+    let q = patch.wire_node(format!("{}.scaled_q", scores.name), mul(), &[taps[0], s])?[0];
+    let y = patch.wire_node(&scores.name, einsum.clone(), &[q, taps[1]])?[0];
+    patch.shunt_outside(model, OutletId::new(scale.id, 0), y)?;
+    Ok(Some(patch))
 }
 
 fn is_elementwise<O: tract_onnx::tract_core::ops::element_wise::ElementWiseMiniOp>(

@@ -240,6 +240,10 @@ impl GraphBuild {
         if gelus > 0 {
             tracing::debug!("{gelus} tanh GELUs fused");
         }
+        let scales = super::fuse::scale_queries(&mut typed).context("moving attention scales")?;
+        if scales > 0 {
+            tracing::debug!("{scales} attention scales moved from the scores to the queries");
+        }
         let out_fact = typed.output_fact(0)?.clone();
         let vocab = export.config.vocab_size as i64;
         let shape_ok = out_fact.datum_type == f32::datum_type()
