@@ -61,6 +61,13 @@ enum Plan {
 /// a position-wise head could be moved to the mask rows: [`super::split`] then does as well.
 pub fn lift(model: &TypedModel, s: &Symbol) -> Result<Split> {
     ensure!(model.outputs.len() == 1, "one output expected");
+    // The plan reads shapes, and decluttering leaves some stale: a node whose inputs a patch
+    // narrowed keeps its old output fact (PyTorch's dynamo exports: an attention mask typed
+    // `[1, 1, S, S]` that computes `[1, 1, 1, S]` once the mask input is folded). Planned on the
+    // stale fact, a gather would read a broadcast axis of one row at the mask positions.
+    let mut fresh = model.clone();
+    fresh.refresh_output_facts()?;
+    let model = &fresh;
     let out = model.outputs[0];
     let out_axis = sequence_axis(model.outlet_fact(out)?, s)
         .context("the output has no single sequence axis")?;
@@ -90,6 +97,11 @@ pub fn lift(model: &TypedModel, s: &Symbol) -> Result<Split> {
                 };
                 for (ix, o) in outputs.into_iter().enumerate() {
                     let original = OutletId::new(n, ix);
+                    ensure!(
+                        g.outlet_fact(o)?.shape == model.outlet_fact(original)?.shape,
+                        "{} computes another shape when rewired",
+                        node.name
+                    );
                     whole.insert(original, o);
                     for &axis in demanded.get(&original).into_iter().flatten() {
                         let name = format!("{}.at_masks.{ix}.{axis}", node.name);
