@@ -8,14 +8,15 @@
 //! the softmax), an `IsNan` and an `Iff` over the probabilities too (ALBERT-base at seq 128:
 //! ~20 ms of ~330 on one thread). This pass replaces the input by a constant one broadcast to its
 //! shape `[1, S]`, helps tract see that everything computed from it is uniform (tract 0.23.9
-//! does not carry uniformity through `Gather`), lets decluttering fold the masking to nothing, and
+//! does not carry uniformity through `Gather`, nor through `GatherNd`, which PyTorch's dynamo
+//! exporter writes), lets decluttering fold the masking to nothing, and
 //! then drops the NaN guards: with no mask, a softmax row sums to one over finite scores and has no
 //! NaN to guard. The file then lists no `AttentionMask` input, and the runtime feeds none.
 
 use anyhow::{Context, Result};
 use bertling::format::InputKind;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::ops::array::{Gather, MultiBroadcastTo, Slice};
+use tract_onnx::tract_core::ops::array::{Gather, GatherNd, MultiBroadcastTo, Slice};
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::logic::Iff;
@@ -89,7 +90,10 @@ fn propagate_uniform(model: &mut TypedModel) -> Result<bool> {
     let mut changed = false;
     for id in model.eval_order()? {
         let node = model.node(id);
-        let selects = node.op_is::<Gather>() || node.op_is::<Slice>() || node.op_is::<AxisOp>();
+        let selects = node.op_is::<Gather>()
+            || node.op_is::<GatherNd>()
+            || node.op_is::<Slice>()
+            || node.op_is::<AxisOp>();
         if !selects || node.inputs.is_empty() || node.outputs.len() != 1 {
             continue;
         }
