@@ -1,5 +1,6 @@
 //! `bertling compile`: a Hugging Face ONNX export in, one bertling model file out.
 
+mod dims;
 mod export;
 pub mod fuse;
 pub mod lift;

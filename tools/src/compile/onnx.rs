@@ -224,6 +224,7 @@ impl GraphBuild {
         let mut typed = guarded("tract could not type the ONNX graph", || {
             model.into_typed()?.into_decluttered()
         })?;
+        super::dims::count_in_i64(&mut typed).context("typing sums of dimensions")?;
         // The check at the end runs the graph as decluttered, before our own rewrites.
         let reference = typed.clone();
         let reference_inputs = inputs.clone();
