@@ -1,4 +1,4 @@
-"""CLI: python -m bertling_models {build-fixtures,build-base,regen,make-skeleton,check,build-default,assemble-default} ..."""
+"""CLI: python -m bertling_models {build-fixtures,build-base,regen,make-skeleton,build-dynamo-skeletons,check,build-default,assemble-default} ..."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,10 @@ def main(argv=None) -> int:
     p.add_argument("--arch", choices=ARCHS, required=True)
     p.add_argument("--src", default=None, help="base export dir (default the build-base cache)")
     p.add_argument("--out", default=None)
+    p = sub.add_parser("build-dynamo-skeletons",
+                       help="dev (torch, onnxscript): each fixture's model exported by the dynamo exporter, "
+                            "as skeletons into models/skeletons/dynamo/<arch>")
+    p.add_argument("--arch", choices=ARCHS, action="append")
     p = sub.add_parser("regen", help="refill a skeleton with seeded numpy weights (torch-free)")
     p.add_argument("--arch", choices=ARCHS, required=True)
     p.add_argument("--out", default=None, help=f"default {DEFAULT_BASE_CACHE}/<arch>-regen")
@@ -60,6 +64,11 @@ def main(argv=None) -> int:
 
         skeleton.make_skeleton(args.src or os.path.join(DEFAULT_BASE_CACHE, args.arch),
                                args.out or skeleton.skeleton_dir(args.arch))
+    elif args.cmd == "build-dynamo-skeletons":
+        from . import skeleton
+
+        for arch in args.arch or ARCHS:
+            skeleton.build_dynamo_skeleton(arch)
     elif args.cmd == "regen":
         from . import skeleton
 

@@ -74,6 +74,26 @@ def export_onnx(model, arch: str, path: str, seq_len: int = 16, batch: int = 2):
     model.eval()  # the TorchScript exporter leaves the module in train() mode
 
 
+def export_onnx_dynamo(model, arch: str, path: str, seq_len: int = 16, batch: int = 2):
+    """The export as ``torch.onnx.export(..., dynamo=True)`` writes it (the default exporter from
+    PyTorch 2.9; needs onnxscript): opset 18+, the attention mask through ``GatherND``, RoBERTa's
+    position count cast to int64 before its ``CumSum``. Not what optimum writes; what a user's own
+    export script may."""
+    import torch
+
+    names = architectures.ONNX_INPUTS[arch]
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, min(model.config.vocab_size, 1000), (batch, seq_len), generator=g, dtype=torch.int64)
+    kwargs = {"input_ids": ids, "attention_mask": torch.ones(batch, seq_len, dtype=torch.int64)}
+    if "token_type_ids" in names:
+        kwargs["token_type_ids"] = torch.zeros(batch, seq_len, dtype=torch.int64)
+    b, s = torch.export.Dim("batch_size"), torch.export.Dim("sequence_length")
+    model.eval()
+    with torch.no_grad():
+        torch.onnx.export(model, (), path, kwargs=kwargs, input_names=list(kwargs), output_names=["logits"],
+                          dynamic_shapes={k: {0: b, 1: s} for k in kwargs}, dynamo=True, external_data=False)
+
+
 def save_tokenizer(tok, arch: str, out: str):
     """Save tokenizer files the way transformers' save_pretrained writes them (as optimum copies them)."""
     fast = tokenization.hf_fast_tokenizer(tok, arch)

@@ -47,6 +47,43 @@ def _rule(name: str, shape) -> str:
     return "normal"
 
 
+def dynamo_skeleton_dir(arch: str) -> str:
+    return os.path.join(SKELETON_ROOT, "dynamo", arch)
+
+
+def build_dynamo_skeleton(arch: str) -> dict:
+    """Dev (torch, onnxscript): the tiny fixture's architecture and config, seeded, exported by
+    PyTorch's dynamo exporter, stripped into ``models/skeletons/dynamo/<arch>`` (the tests regen
+    it: the graph is what matters, weights are drawn again)."""
+    import tempfile
+
+    import torch
+    import transformers
+
+    from . import export
+    from .fixtures import FIXTURES_DIR
+
+    fixture = os.path.join(FIXTURES_DIR, arch)
+    cfg = transformers.AutoConfig.from_pretrained(fixture)
+    torch.manual_seed(REGEN_SEED[arch])
+    model = getattr(transformers, cfg.architectures[0])(cfg).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in COPY_FILES + ("tokenizer.json",):
+            shutil.copy(os.path.join(fixture, name), tmp)
+        path = os.path.join(tmp, "model.onnx")
+        export.export_onnx_dynamo(model, arch, path)
+        # The exporter annotates every node with its Python stack trace and module path: nine
+        # tenths of the stripped file, and nothing a runtime reads.
+        import onnx
+
+        m = onnx.load(path)
+        for node in m.graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+        onnx.save(m, path)
+        return make_skeleton(tmp, dynamo_skeleton_dir(arch))
+
+
 def make_skeleton(src: str, out: str) -> dict:
     import onnx
     from onnx import numpy_helper

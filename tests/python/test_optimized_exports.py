@@ -1,6 +1,7 @@
 """Exports in other forms than the fixtures': rewritten by onnxruntime's transformer optimizer, as
 `optimum-cli export onnx --optimize O2` (and O3, with the GELU approximation) writes them; PyTorch's
-form of the tanh GELU; eager attention, which scales the scores instead of the queries. The fused
+form of the tanh GELU; eager attention, which scales the scores instead of the queries; PyTorch's
+dynamo exporter (the default `torch.onnx.export` since PyTorch 2.9). The fused
 operators tract reads (com.microsoft SkipLayerNormalization, BiasGelu, FastGelu, Gelu) compile, the
 file answers as onnxruntime runs that same export, and its plan has each GELU and LayerNorm fused
 again (no element-wise tanh, erf, cube or square root left) and the attention as the fixture's;
@@ -210,3 +211,22 @@ def test_eager_attention_compiles_to_the_fixtures_plan(arch, op, tmp_path):
     _assert_answers_as_onnxruntime(export, arch, tmp_path)
     extra = _plan_ops(tmp_path / "fp32.bertling") - _plan_ops(plain)
     assert not extra, f"eager attention plans {sorted(extra)} too"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_dynamo_export_compiles_to_the_fixtures_plan(arch, tmp_path):
+    """The fixture's architecture exported by PyTorch's dynamo exporter (models/skeletons/dynamo,
+    its weights drawn again by `regen`): opset 18+, the attention mask through GatherND (which
+    must fold away like the TorchScript export's Gather), RoBERTa's position count in int64 (tract
+    types it as a dimension, which its CumSum could not sum)."""
+    from bertling_models import skeleton
+
+    plain = tmp_path / "plain.bertling"
+    run_bertling("compile", str(ROOT / "models" / "fixtures" / arch), "-o", str(plain), "--precision", "fp32")
+    export = tmp_path / "export"
+    skeleton.regen(skeleton.dynamo_skeleton_dir(arch), str(export))
+    opsets = {o.domain: o.version for o in onnx.load(str(export / "model.onnx")).opset_import}
+    assert opsets[""] >= 18, opsets
+    _assert_answers_as_onnxruntime(export, arch, tmp_path)
+    extra = _plan_ops(tmp_path / "fp32.bertling") - _plan_ops(plain)
+    assert not extra, f"the dynamo export plans {sorted(extra)} too"
