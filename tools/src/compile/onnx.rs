@@ -51,8 +51,9 @@ pub struct OnnxExport {
     pub model: InferenceModel,
     /// What each input is, in the graph's order.
     pub inputs: Vec<InputKind>,
-    /// Set when the export is not plain fp32 ([`reduced_precision`]): what to say if it fails.
-    pub reduced_precision: Option<String>,
+    /// What to say if the compile fails: the export is not plain fp32 ([`reduced_precision`]) or
+    /// has a fixed sequence length ([`fixed_length`]).
+    pub failure_note: Option<String>,
 }
 
 /// Reads an export's `model.onnx` with tract-onnx: its inputs (by their conventional names) and,
@@ -65,7 +66,7 @@ pub fn read_onnx(path: &Path) -> Result<OnnxExport> {
     if let Some(refusal) = foreign_operators(&proto) {
         bail!(refusal);
     }
-    let reduced_precision = reduced_precision(&proto);
+    let failure_note = reduced_precision(&proto).or_else(|| fixed_length(&proto));
     let mut model = guarded("model.onnx is not a readable ONNX model", || {
         // As `model_for_path`: external tensor data is looked up beside the file.
         let dir = path.parent().and_then(|d| d.to_str());
@@ -99,7 +100,7 @@ pub fn read_onnx(path: &Path) -> Result<OnnxExport> {
     Ok(OnnxExport {
         model,
         inputs,
-        reduced_precision,
+        failure_note,
     })
 }
 
@@ -183,6 +184,32 @@ pub fn reduced_precision(proto: &tract_onnx::pb::ModelProto) -> Option<String> {
     ))
 }
 
+/// Whether `input_ids` has a fixed length (an export made without a dynamic sequence axis), and
+/// if so what to tell a user whose compile of it fails. Such exports are not refused outright: a
+/// graph whose shape arithmetic does not depend on that length would still compile.
+pub fn fixed_length(proto: &tract_onnx::pb::ModelProto) -> Option<String> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value;
+    use tract_onnx::pb::type_proto::Value as Type;
+    let input = proto
+        .graph
+        .as_ref()?
+        .input
+        .iter()
+        .find(|i| i.name == "input_ids")?;
+    let Some(Type::TensorType(t)) = input.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    let dims = &t.shape.as_ref()?.dim;
+    let Some(Value::DimValue(len)) = dims.get(1)?.value.as_ref() else {
+        return None;
+    };
+    Some(format!(
+        "model.onnx takes input_ids of a fixed length ({len} tokens): bertling runs each text at its \
+         own length, so give it an export with a dynamic sequence axis (optimum-cli export onnx \
+         --task fill-mask ... makes one; with torch.onnx.export, dynamic_axes or dynamic_shapes)"
+    ))
+}
+
 /// tract may panic on graphs it does not expect; a user's file must get an error instead.
 pub fn guarded<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -200,7 +227,7 @@ impl GraphBuild {
         activations: super::Activations,
     ) -> Result<GraphBuild> {
         let onnx = read_onnx(&export.onnx_path)?;
-        let note = onnx.reduced_precision.clone();
+        let note = onnx.failure_note.clone();
         Self::build(export, precision, activations, onnx).map_err(|e| match note {
             Some(note) => e.context(note),
             None => e,
@@ -225,6 +252,12 @@ impl GraphBuild {
             model.into_typed()?.into_decluttered()
         })?;
         super::dims::count_in_i64(&mut typed).context("typing sums of dimensions")?;
+        // Decluttering can leave an output fact wider than what its node computes (PyTorch's
+        // dynamo exports: an attention mask typed [1, 1, S, S] that computes [1, 1, 1, S]); tract's
+        // debug builds check facts when they run a graph, and our passes read shapes.
+        guarded("tract could not type the ONNX graph", || {
+            typed.refresh_output_facts()
+        })?;
         // The check at the end runs the graph as decluttered, before our own rewrites.
         let reference = typed.clone();
         let reference_inputs = inputs.clone();
