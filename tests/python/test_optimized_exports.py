@@ -71,12 +71,14 @@ def _plan_ops(model) -> set[str]:
     return {line.split()[0] for line in lines[start + 1:] if line.strip()}
 
 
-def _assert_answers_as_onnxruntime(export, arch: str, tmp_path):
+def _assert_answers_as_onnxruntime(export, arch: str, tmp_path, reference=None):
+    """Compiles `export` in fp32 and int8; the fp32 file answers as onnxruntime runs `reference`
+    (default: the export itself), and neither plan keeps an unfused GELU or LayerNorm."""
     fp32, int8 = tmp_path / "fp32.bertling", tmp_path / "int8.bertling"
     run_bertling("compile", str(export), "-o", str(fp32), "--precision", "fp32")
     run_bertling("compile", str(export), "-o", str(int8))
     for text in _texts(arch):
-        ids, ort_logits = ort_mask_logits(str(export), text)
+        ids, ort_logits = ort_mask_logits(str(reference or export), text)
         ours = fill_json(fp32, text)
         assert ours["input_ids"] == ids, text
         assert [m["position"] for m in ours["masks"]] == sorted(ort_logits), text
@@ -230,3 +232,36 @@ def test_a_dynamo_export_compiles_to_the_fixtures_plan(arch, tmp_path):
     _assert_answers_as_onnxruntime(export, arch, tmp_path)
     extra = _plan_ops(tmp_path / "fp32.bertling") - _plan_ops(plain)
     assert not extra, f"the dynamo export plans {sorted(extra)} too"
+
+
+def _fix_length(graph, length: int):
+    for i in graph.input:
+        i.type.tensor_type.shape.dim[1].ClearField("dim_param")
+        i.type.tensor_type.shape.dim[1].dim_value = length
+
+
+def test_a_fixed_length_export_is_refused_with_what_to_give_instead(tmp_path):
+    """An export made without a dynamic sequence axis has its length baked into its reshapes:
+    the compile fails, and says the export has a fixed length and what to give instead. One whose
+    graph computes its shapes (only the declared input length fixed) still compiles and answers."""
+    heads, hidden = _heads_and_hidden("bert")
+    export = tmp_path / "export"
+    shutil.copytree(ROOT / "models" / "fixtures" / "bert", export)
+    model = onnx.load(str(export / "model.onnx"))
+    _fix_length(model.graph, 16)
+    onnx.save(model, str(export / "model.onnx"))
+    # onnxruntime holds the export to its declared length: the fixture is the reference.
+    _assert_answers_as_onnxruntime(export, "bert", tmp_path, reference=ROOT / "models" / "fixtures" / "bert")
+
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape" and "attention" in n.name)
+    baked = numpy_helper.from_array(np.array([1, 16, heads, hidden // heads], dtype=np.int64), "baked_shape")
+    model.graph.initializer.append(baked)
+    reshape.input[1] = "baked_shape"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(export / "model.onnx"))
+    out = tmp_path / "x.bertling"
+    proc = subprocess.run([bertling_bin(), "compile", str(export), "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "fixed length (16 tokens)" in proc.stderr and "dynamic sequence axis" in proc.stderr, proc.stderr
+    assert "panicked" not in proc.stderr
+    assert not out.exists()
