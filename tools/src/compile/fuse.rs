@@ -24,52 +24,44 @@ use tract_onnx::tract_core::model::TypedModelHelpers;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::math::mul;
-use tract_onnx::tract_core::ops::math::{Add, Mul, PowConst, Square, Tanh};
+use tract_onnx::tract_core::ops::math::{mul, Add, Mul, PowConst, Square, Tanh};
 use tract_onnx::tract_core::ops::nn::gelu_approximate::gelu_approximate;
 use tract_onnx::tract_core::ops::nn::Softmax;
 
 /// Fuses every tanh-approximated GELU of `model`; returns how many.
 pub fn fuse_gelu_tanh(model: &mut TypedModel) -> Result<usize> {
-    let mut fused = 0;
+    rewrite_each(model, gelu_tanh_patch)
+}
+
+/// Applies the patch `at` gives for a node, in evaluation order, until it gives none; returns how
+/// many it applied (then drops the nodes they left unread).
+fn rewrite_each(
+    model: &mut TypedModel,
+    at: impl Fn(&TypedModel, &TypedNode) -> Result<Option<TypedModelPatch>>,
+) -> Result<usize> {
+    let mut applied = 0;
     loop {
         let mut patch = None;
         for id in model.eval_order()? {
-            if let Some(p) = gelu_tanh_patch(model, model.node(id))? {
+            if let Some(p) = at(model, model.node(id))? {
                 patch = Some(p);
                 break;
             }
         }
         let Some(patch) = patch else { break };
         patch.apply(model)?;
-        fused += 1;
+        applied += 1;
     }
-    if fused > 0 {
+    if applied > 0 {
         *model = std::mem::take(model).into_compact()?;
     }
-    Ok(fused)
+    Ok(applied)
 }
 
 /// Moves every scalar scale between an f32 product of two tensors and the softmax that alone
 /// reads it onto the product's first input (module doc); returns how many.
 pub fn scale_queries(model: &mut TypedModel) -> Result<usize> {
-    let mut moved = 0;
-    loop {
-        let mut patch = None;
-        for id in model.eval_order()? {
-            if let Some(p) = scale_queries_patch(model, model.node(id))? {
-                patch = Some(p);
-                break;
-            }
-        }
-        let Some(patch) = patch else { break };
-        patch.apply(model)?;
-        moved += 1;
-    }
-    if moved > 0 {
-        *model = std::mem::take(model).into_compact()?;
-    }
-    Ok(moved)
+    rewrite_each(model, scale_queries_patch)
 }
 
 /// The single f32 value of a constant outlet.
