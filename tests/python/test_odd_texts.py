@@ -5,12 +5,11 @@ tokenize each as the export's tokenizer.json does (Python `tokenizers`) and answ
 runs the export: same ids, same mask positions, logits within 1e-4, same top 5."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from bertling_cli import ARCHS, ROOT, fill_json
+from bertling_cli import ARCHS, ROOT, assert_answers_as_onnxruntime
 
-from bertling_models.ort import load_tokenizer, mask_token_id, ort_mask_logits
+from bertling_models.ort import load_tokenizer, mask_token_id
 
 TEXTS = [
     "{m}",
@@ -57,16 +56,4 @@ def _texts(arch: str) -> list[str]:
 def test_odd_texts_answer_as_onnxruntime(arch, compiled_models):
     export = str(ROOT / "models" / "fixtures" / arch)
     for text in _texts(arch):
-        ids, ort_logits = ort_mask_logits(export, text)
-        ours = fill_json(compiled_models[arch], text)
-        assert ours["input_ids"] == ids, repr(text)
-        positions = sorted(ort_logits)
-        assert positions, repr(text)
-        assert [m["position"] for m in ours["masks"]] == positions, repr(text)
-        for mask, pos in zip(ours["masks"], positions):
-            want = ort_logits[pos]
-            got = np.asarray(mask["logits"], dtype=np.float32)
-            diff = float(np.max(np.abs(got - want)))
-            assert diff <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"{arch} {text!r}: {diff}"
-            top5 = list(np.argsort(-want.astype(np.float64), kind="stable")[:5])
-            assert [p["token"] for p in mask["predictions"]] == top5, repr(text)
+        assert_answers_as_onnxruntime(compiled_models[arch], export, text)

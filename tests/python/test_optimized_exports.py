@@ -10,25 +10,19 @@ from a fixture and run by onnxruntime, so it is a valid model."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from bertling_cli import ARCHS, ROOT, bertling_bin, fill_json, run_bertling
+from bertling_cli import (ARCHS, ROOT, assert_answers_as_onnxruntime, assert_compile_refused, copy_fixture,
+                          reference_texts, run_bertling)
 
 from bertling_models.ort import ort_mask_logits
 
 # What a fused GELU or LayerNorm leaves behind when a fusion misses it.
 UNFUSED = {"Tanh", "Erf", "Square", "PowConst", "Pow", "Sqrt", "Rsqrt", "Recip"}
-
-
-def _texts(arch: str) -> list[str]:
-    refs = json.loads((ROOT / "models" / "fixtures" / arch / "references.json").read_text())
-    return [c["text"] for c in refs["cases"]][:6]
 
 
 def _heads_and_hidden(arch: str) -> tuple[int, int]:
@@ -44,8 +38,7 @@ def _optimized(arch: str, tmp_path, **options):
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    export = tmp_path / "export"
-    shutil.copytree(ROOT / "models" / "fixtures" / arch, export)
+    export, _ = copy_fixture(arch, tmp_path)
     fusion = FusionOptions("bert")
     fusion.enable_attention = False
     fusion.enable_embed_layer_norm = False
@@ -77,32 +70,11 @@ def _assert_answers_as_onnxruntime(export, arch: str, tmp_path, reference=None):
     fp32, int8 = tmp_path / "fp32.bertling", tmp_path / "int8.bertling"
     run_bertling("compile", str(export), "-o", str(fp32), "--precision", "fp32")
     run_bertling("compile", str(export), "-o", str(int8))
-    for text in _texts(arch):
-        ids, ort_logits = ort_mask_logits(str(reference or export), text)
-        ours = fill_json(fp32, text)
-        assert ours["input_ids"] == ids, text
-        assert [m["position"] for m in ours["masks"]] == sorted(ort_logits), text
-        for mask, pos in zip(ours["masks"], sorted(ort_logits)):
-            want = ort_logits[pos]
-            got = np.asarray(mask["logits"], dtype=np.float32)
-            diff = float(np.max(np.abs(got - want)))
-            assert diff <= 1e-4 * max(1.0, float(np.max(np.abs(want)))), f"{text!r}: {diff}"
-            top5 = list(np.argsort(-want.astype(np.float64), kind="stable")[:5])
-            assert [p["token"] for p in mask["predictions"]] == top5, text
+    for text in reference_texts(arch)[:6]:
+        assert_answers_as_onnxruntime(fp32, reference or export, text)
     for model in (fp32, int8):
         left = _plan_ops(model) & UNFUSED
         assert not left, f"{model.name}: unfused {sorted(left)}"
-
-
-def _assert_refused(export, tmp_path, *needles: str):
-    """bertling's compile refuses the export, its message holding every needle, without a panic
-    or an output file."""
-    out = tmp_path / "x.bertling"
-    proc = subprocess.run([bertling_bin(), "compile", str(export), "-o", str(out)], capture_output=True, text=True)
-    assert proc.returncode == 1, proc.stderr
-    assert all(n in proc.stderr for n in needles), proc.stderr
-    assert "panicked" not in proc.stderr
-    assert not out.exists()
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -131,9 +103,7 @@ def test_a_gelu_without_its_bias_compiles_fused(tmp_path):
 def test_a_tanh_gelu_with_its_cube_as_products_compiles_fused(form, tmp_path):
     """PyTorch exports gelu(approximate="tanh") with x·(x·x) where Hugging Face's gelu_new has
     Pow(x, 3): ALBERT's Pow nodes rewritten so."""
-    export = tmp_path / "export"
-    shutil.copytree(ROOT / "models" / "fixtures" / "albert", export)
-    model = onnx.load(str(export / "model.onnx"))
+    export, model = copy_fixture("albert", tmp_path)
     graph, nodes, rewritten = model.graph, [], 0
     for node in graph.node:
         if node.op_type != "Pow":
@@ -154,9 +124,7 @@ def test_a_tanh_gelu_with_its_cube_as_products_compiles_fused(form, tmp_path):
 def test_operators_bertling_cannot_read_are_refused_by_name(tmp_path):
     """onnxruntime's FusedMatMul (a MatMul with transposes and a scale) in place of a MatMul: a
     valid model onnxruntime runs, refused before tract sees it, naming the operator."""
-    export = tmp_path / "export"
-    shutil.copytree(ROOT / "models" / "fixtures" / "bert", export)
-    model = onnx.load(str(export / "model.onnx"))
+    export, model = copy_fixture("bert", tmp_path)
     (i, node) = next((i, n) for i, n in enumerate(model.graph.node) if n.op_type == "MatMul")
     fused = helper.make_node("FusedMatMul", list(node.input), list(node.output), name=node.name,
                              domain="com.microsoft", alpha=1.0, transA=0, transB=0)
@@ -165,8 +133,8 @@ def test_operators_bertling_cannot_read_are_refused_by_name(tmp_path):
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(export / "model.onnx"))
-    ort_mask_logits(str(export), _texts("bert")[0])
-    _assert_refused(export, tmp_path, "com.microsoft:FusedMatMul", "without --optimize")
+    ort_mask_logits(str(export), reference_texts("bert")[0])
+    assert_compile_refused(export, tmp_path, "com.microsoft:FusedMatMul", "without --optimize")
 
 
 def _constant(graph, name: str) -> float:
@@ -211,9 +179,7 @@ def test_eager_attention_compiles_to_the_fixtures_plan(arch, op, tmp_path):
     fixture's attention is fused)."""
     plain = tmp_path / "plain.bertling"
     run_bertling("compile", str(ROOT / "models" / "fixtures" / arch), "-o", str(plain), "--precision", "fp32")
-    export = tmp_path / "export"
-    shutil.copytree(ROOT / "models" / "fixtures" / arch, export)
-    model = onnx.load(str(export / "model.onnx"))
+    export, model = copy_fixture(arch, tmp_path)
     assert _eager(model.graph, op) >= 2
     onnx.save(model, str(export / "model.onnx"))
     _assert_answers_as_onnxruntime(export, arch, tmp_path)
@@ -251,9 +217,7 @@ def test_a_fixed_length_export_is_refused_with_what_to_give_instead(tmp_path):
     the compile fails, and says the export has a fixed length and what to give instead. One whose
     graph computes its shapes (only the declared input length fixed) still compiles and answers."""
     heads, hidden = _heads_and_hidden("bert")
-    export = tmp_path / "export"
-    shutil.copytree(ROOT / "models" / "fixtures" / "bert", export)
-    model = onnx.load(str(export / "model.onnx"))
+    export, model = copy_fixture("bert", tmp_path)
     _fix_length(model.graph, 16)
     onnx.save(model, str(export / "model.onnx"))
     # onnxruntime holds the export to its declared length: the fixture is the reference.
@@ -265,4 +229,4 @@ def test_a_fixed_length_export_is_refused_with_what_to_give_instead(tmp_path):
     reshape.input[1] = "baked_shape"
     onnx.checker.check_model(model)
     onnx.save(model, str(export / "model.onnx"))
-    _assert_refused(export, tmp_path, "fixed length (16 tokens)", "dynamic sequence axis")
+    assert_compile_refused(export, tmp_path, "fixed length (16 tokens)", "dynamic sequence axis")

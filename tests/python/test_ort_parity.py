@@ -2,21 +2,14 @@
 1e-4 and identical top-5 for every reference sentence of every architecture."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from bertling_cli import ARCHS, ROOT, fill_json, run_bertling
+from bertling_cli import ARCHS, ROOT, copy_fixture, fill_json, reference_texts, run_bertling
 
 from bertling_models.ort import ort_mask_logits
 
 LOGIT_TOLERANCE = 1e-4
-
-
-def reference_texts(arch: str) -> list[str]:
-    refs = json.loads((ROOT / "models" / "fixtures" / arch / "references.json").read_text())
-    return [c["text"] for c in refs["cases"]]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -48,14 +41,10 @@ def test_large_logits_compile_in_fp32_and_match_onnxruntime(arch, tmp_path):
     """Real models' logits reach tens (the tiny fixtures' stay near +-5); f32 rounding grows with
     them. The fixture with its head's LayerNorm gain scaled by 40 must still compile in fp32 and
     match onnxruntime within 1e-4 of the logits' magnitude."""
-    import shutil
-
     import onnx
     from onnx import numpy_helper
 
-    export = tmp_path / "export"
-    shutil.copytree(ROOT / "models" / "fixtures" / arch, export)
-    graph = onnx.load(str(export / "model.onnx"))
+    export, graph = copy_fixture(arch, tmp_path)
     heads = {"albert": "predictions.LayerNorm.weight", "bert": "cls.predictions.transform.LayerNorm.weight",
              "distilbert": "vocab_layer_norm.weight", "roberta": "lm_head.layer_norm.weight"}
     (gain,) = [t for t in graph.graph.initializer if t.name == heads[arch]]

@@ -4,16 +4,13 @@ compute in int8 (onnxruntime's quantize_dynamic) or in fp16 are refused with wha
 instead. Each export is built from a fixture and run by onnxruntime, so it is a valid model."""
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from bertling_cli import ROOT, bertling_bin, fill_json, run_bertling
+from bertling_cli import ROOT, assert_compile_refused, copy_fixture, fill_json, reference_texts, run_bertling
 
 from bertling_models.ort import ort_mask_logits
 
@@ -21,14 +18,7 @@ ARCHS = ["albert", "roberta"]
 
 
 def _texts(arch: str) -> list[str]:
-    refs = json.loads((ROOT / "models" / "fixtures" / arch / "references.json").read_text())
-    return [c["text"] for c in refs["cases"]][:6]
-
-
-def _copy(tmp_path, arch: str):
-    export = tmp_path / "export"
-    shutil.copytree(ROOT / "models" / "fixtures" / arch, export)
-    return export, onnx.load(str(export / "model.onnx"))
+    return reference_texts(arch)[:6]
 
 
 def _store_largest_weight(model, kind: str):
@@ -53,18 +43,13 @@ def _assert_refused(export, arch: str, tmp_path, needle: str):
     """onnxruntime runs the export (a valid model); bertling's compile refuses it, saying what it
     is and to give the fp32 export, without a panic or an output file."""
     ort_mask_logits(str(export), _texts(arch)[0])
-    out = tmp_path / "x.bertling"
-    proc = subprocess.run([bertling_bin(), "compile", str(export), "-o", str(out)], capture_output=True, text=True)
-    assert proc.returncode == 1, proc.stderr
-    assert needle in proc.stderr and "fp32 export" in proc.stderr, proc.stderr
-    assert "panicked" not in proc.stderr
-    assert not out.exists()
+    assert_compile_refused(export, tmp_path, needle, "fp32 export")
 
 
 @pytest.mark.parametrize("kind", ["int8", "fp16"])
 @pytest.mark.parametrize("arch", ARCHS)
 def test_weights_stored_in_int8_or_fp16_compile_and_answer_as_onnxruntime(arch, kind, tmp_path):
-    export, model = _copy(tmp_path, arch)
+    export, model = copy_fixture(arch, tmp_path)
     _store_largest_weight(model, kind)
     onnx.save(model, str(export / "model.onnx"))
     out = tmp_path / "x.bertling"
@@ -83,7 +68,7 @@ def test_weights_stored_in_int8_or_fp16_compile_and_answer_as_onnxruntime(arch, 
 def test_a_dynamically_quantized_export_is_refused_with_what_to_give_instead(arch, tmp_path):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    export, _ = _copy(tmp_path, arch)
+    export, _ = copy_fixture(arch, tmp_path)
     quantize_dynamic(str(ROOT / "models" / "fixtures" / arch / "model.onnx"), str(export / "model.onnx"),
                      weight_type=QuantType.QInt8)
     _assert_refused(export, arch, tmp_path, "already quantized")
@@ -91,7 +76,7 @@ def test_a_dynamically_quantized_export_is_refused_with_what_to_give_instead(arc
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_an_fp16_export_is_refused_with_what_to_give_instead(arch, tmp_path):
-    export, model = _copy(tmp_path, arch)
+    export, model = copy_fixture(arch, tmp_path)
     _store_largest_weight(model, "fp16")
     graph = model.graph
     (logits,) = [o for o in graph.output if o.name == "logits"]

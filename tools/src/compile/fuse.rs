@@ -76,14 +76,13 @@ fn scale_queries_patch(model: &TypedModel, scale: &TypedNode) -> Result<Option<T
     if !is_mul(scale) {
         return Ok(None);
     }
-    let Some((scores, s)) = [(0, 1), (1, 0)].into_iter().find_map(|(a, b)| {
+    let Some((scores, einsum, s)) = [(0, 1), (1, 0)].into_iter().find_map(|(a, b)| {
         let s = scalar_const(model, scale.inputs[b])?;
         let scores = model.node(scale.inputs[a].node);
-        scores.op_as::<EinSum>().map(|_| (scores, s))
+        Some((scores, scores.op_as::<EinSum>()?, s))
     }) else {
         return Ok(None);
     };
-    let einsum = scores.op_as::<EinSum>().expect("an EinSum");
     let f32_product = einsum.q_params.is_none()
         && einsum.operating_dt == f32::datum_type()
         && scores.inputs.len() == 2
