@@ -17,7 +17,8 @@
 //! i32): `y = fma(S_{G-1}, ws·xs, ... fma(S_0, ws·xs, 0))`, each `ws·xs` one f32 product and the
 //! groups in order: every implementation gives the same bits.
 //!
-//! **Implementations** ([`kernel_name`]): with VNNI (`bertling_a8_avx512vnni`: 512-bit registers,
+//! **Implementations** ([`kernel_name`]): with AMX (`bertling_a8_amx`: `tdpbusd` on tiles of 16
+//! rows x 64 codes, a group a product, `amx.rs`); with VNNI (`bertling_a8_avx512vnni`: 512-bit registers,
 //! two panels each, `vnni512.rs`; `bertling_a8_avx512vnni_256` and `bertling_a8_avxvnni`:
 //! 256-bit) the bytes `u` as they are into `vpdpbusd`, `z · Σw` taken back per group through the
 //! column sums; AVX2 (`bertling_a8_avx2`) the codes stored as `u − z` in i16 and
@@ -30,10 +31,10 @@
 //! most `128 · 127` in i16) the signed bytes `u − 128`, `(128 − z) · Σw` added back per group;
 //! portable Rust elsewhere.
 //!
-//! **The VNNI kernels cannot be run where bertling is developed** (no such CPU, and qemu does not
-//! emulate them), so before the first product on a CPU that has them, [`kernel_name`]'s choice
-//! runs a fixed product through the VNNI kernel and the portable one and keeps the VNNI kernel only
-//! if the two agree bit for bit; otherwise it logs a warning and uses the AVX2 kernel.
+//! **The AMX and VNNI kernels run only on some of the machines bertling is developed on** (and
+//! qemu does not emulate them), so before the first product on a CPU that has them,
+//! [`kernel_name`]'s choice runs a fixed product through each and the portable kernel and keeps
+//! one only if the two agree bit for bit; otherwise it logs a warning and uses the next.
 
 use std::sync::OnceLock;
 
@@ -66,6 +67,7 @@ pub fn groups(k: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(dead_code)] // each target architecture constructs its own
 enum Kernel {
+    Amx,
     Avx512Vnni,
     Avx512Vnni256,
     AvxVnni,
@@ -79,6 +81,7 @@ enum Kernel {
 impl Kernel {
     fn name(self) -> &'static str {
         match self {
+            Kernel::Amx => "bertling_a8_amx",
             Kernel::Avx512Vnni => "bertling_a8_avx512vnni",
             Kernel::Avx512Vnni256 => "bertling_a8_avx512vnni_256",
             Kernel::AvxVnni => "bertling_a8_avxvnni",
@@ -97,7 +100,7 @@ fn kernel() -> Kernel {
     *PICKED.get_or_init(|| {
         let mut candidates = detected();
         candidates.retain(|&k| match k {
-            Kernel::Avx512Vnni | Kernel::Avx512Vnni256 | Kernel::AvxVnni => {
+            Kernel::Amx | Kernel::Avx512Vnni | Kernel::Avx512Vnni256 | Kernel::AvxVnni => {
                 let ok = self_check(k);
                 if !ok {
                     tracing::warn!(
@@ -135,6 +138,9 @@ fn detected() -> Vec<Kernel> {
     {
         use std::arch::is_x86_feature_detected as has;
         if has!("avx2") && has!("fma") {
+            if super::amx::available() {
+                found.push(Kernel::Amx);
+            }
             if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
                 found.push(Kernel::Avx512Vnni);
             }
@@ -188,7 +194,7 @@ pub fn code_offset() -> u8 {
 /// The offset `kernel` reads byte codes with.
 fn offset_of(kernel: Kernel) -> u8 {
     match kernel {
-        Kernel::Avx512Vnni | Kernel::Avx512Vnni256 | Kernel::AvxVnni => MID,
+        Kernel::Amx | Kernel::Avx512Vnni | Kernel::Avx512Vnni256 | Kernel::AvxVnni => MID,
         _ => 0,
     }
 }
@@ -386,6 +392,8 @@ fn run(
 fn byte_kernel(kernel: Kernel) -> Option<a7::Simd> {
     match kernel {
         #[cfg(target_arch = "x86_64")]
+        Kernel::Amx => Some(super::amx::gemm),
+        #[cfg(target_arch = "x86_64")]
         Kernel::Avx512Vnni => Some(super::vnni512::gemm),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512Vnni256 => Some(a7::avx2::gemm_vnni512),
@@ -532,6 +540,8 @@ mod tests {
             (64, 8, 6),
             (200, 33, 12),
             (3072, 16, 5),
+            // Rows beyond one 16-row AMX tile, a ragged group and a panel pair cut by `n`.
+            (200, 44, 37),
         ] {
             let codes: Vec<i8> = (0..n * k)
                 .map(|_| (lcg(&mut seed) % 255) as i32 - 127)
@@ -733,13 +743,18 @@ mod tests {
         assert_eq!(wide_codes(), kernel_name() == "bertling_a8_avx2");
     }
 
-    /// On a CPU with AVX512-VNNI the VNNI kernel passed its load-time self-check and is the one
-    /// in use (run under emulation by scripts/emulated-avx512.sh); elsewhere the pick is a
-    /// kernel this CPU has.
+    /// On a CPU with AMX the AMX kernel, else on one with AVX512-VNNI the 512-bit VNNI kernel,
+    /// passed its load-time self-check and is the one in use (VNNI run under emulation by
+    /// scripts/emulated-avx512.sh); elsewhere the pick is a kernel this CPU has.
     #[test]
     fn vnni_cpus_use_the_vnni_kernel() {
         // For scripts/emulated-avx512.sh, which runs the tests with --nocapture.
         println!("a8 kernel_name(): {}", kernel_name());
+        #[cfg(target_arch = "x86_64")]
+        if super::super::amx::available() {
+            assert_eq!(kernel_name(), "bertling_a8_amx");
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
             assert_eq!(kernel_name(), "bertling_a8_avx512vnni");

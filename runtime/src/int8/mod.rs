@@ -27,6 +27,8 @@
 
 pub mod a7;
 pub mod a8;
+#[cfg(target_arch = "x86_64")]
+mod amx;
 pub mod fold;
 #[cfg(target_arch = "x86_64")]
 mod group_avx2;
