@@ -167,6 +167,15 @@ def prepare_model(arch: str, binary: str, precisions: list, has_flag: bool, seqs
     return out
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX int8 (onnxruntime and bertling then multiply int8 on tiles)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " amx_int8" in line for line in f)
+    except OSError:
+        return False
+
+
 def engines_for(arch_info: dict, binary: str, threads: int) -> list:
     inputs = arch_info["inputs"]
     e = []
@@ -180,6 +189,16 @@ def engines_for(arch_info: dict, binary: str, threads: int) -> list:
                                            arch_info["export"], "--inputs", inputs, "--threads", str(threads)]))
     e.append(("onnxruntime int8", "int8", [PY, os.path.join(HERE, "worker.py"), "ort", "--model",
                                            arch_info["ort_int8"], "--inputs", inputs, "--threads", str(threads)]))
+    if cpu_has_amx():
+        # What a CPU with AVX512-VNNI and no AMX runs (AMD's Zen 4, the project's reference machine):
+        # onnxruntime denied the tile state, bertling told to use its 512-bit VNNI kernel.
+        e.append(("onnxruntime int8, AMX denied", "int8", [PY, os.path.join(HERE, "worker.py"), "ort", "--model",
+                                                           arch_info["ort_int8"], "--inputs", inputs, "--threads",
+                                                           str(threads), "--deny-amx"]))
+        if "int8" in arch_info["bertling"]:
+            e.append(("bertling int8, VNNI kernel", "int8",
+                      ["env", "BERTLING_A8_KERNEL=bertling_a8_avx512vnni", binary, "bench",
+                       arch_info["bertling"]["int8"], "--threads", str(threads), "--worker", inputs]))
     e.append(("PyTorch pipeline fp32", "fp32", [PY, os.path.join(HERE, "worker.py"), "torch", "--model",
                                                 arch_info["torch"], "--inputs", inputs, "--threads", str(threads)]))
     e.append(("tract-onnx fp32", "fp32", [binary, "bench-onnx", arch_info["export"], "--inputs", inputs,
@@ -258,7 +277,9 @@ def measure(arch: str, info: dict, binary: str, args) -> list:
             continue
         row.update(load_ms=w.ready["load_ms"], first_request_ms=w.ready["first_ms"],
                    first_answer_ms=w.first_answer_ms, rss_load_kb=w.ready["rss_load_kb"])
-        row["model_path"] = cmd[2] if name.startswith("bertling") else cmd[4] if "worker.py" in cmd[1] else cmd[2]
+        # The model follows `bench` / `bench-onnx` (bertling, tract) or `--model` (workers).
+        after = "--model" if "--model" in cmd else next(c for c in cmd if c in ("bench", "bench-onnx"))
+        row["model_path"] = cmd[cmd.index(after) + 1]
         row["file_mb"] = file_mb(row["model_path"])
         workers.append((w, row))
     spawned = [w for w, _ in workers]

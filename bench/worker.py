@@ -90,12 +90,46 @@ class TorchEngine:
         return int(out[0]["token"])
 
 
+def deny_amx() -> None:
+    """Makes `arch_prctl(ARCH_REQ_XCOMP_PERM, ...)` fail for this process (a seccomp filter), so
+    onnxruntime cannot have the AMX tile state and takes its AVX512-VNNI int8 path: the int8
+    products of a CPU with VNNI and no AMX (AMD's Zen 4, Intel before Sapphire Rapids)."""
+    import ctypes
+    import struct
+
+    sys_arch_prctl, arch_req_xcomp_perm, eperm = 158, 0x1023, 1
+    ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06
+    seccomp_ret_errno, seccomp_ret_allow = 0x00050000, 0x7FFF0000
+    # struct seccomp_data: nr at 0, arch at 4, instruction_pointer at 8, args[0] at 16 (low half).
+    program = [
+        (ld_w_abs, 0, 0, 0),
+        (jeq_k, 0, 3, sys_arch_prctl),
+        (ld_w_abs, 0, 0, 16),
+        (jeq_k, 0, 1, arch_req_xcomp_perm),
+        (ret_k, 0, 0, seccomp_ret_errno | eperm),
+        (ret_k, 0, 0, seccomp_ret_allow),
+    ]
+    code = b"".join(struct.pack("=HBBI", *op) for op in program)
+    buf = ctypes.create_string_buffer(code, len(code))
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = Fprog(len(program), ctypes.cast(buf, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_no_new_privs, pr_set_seccomp, seccomp_mode_filter = 38, 22, 2
+    if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0 or libc.prctl(
+            pr_set_seccomp, seccomp_mode_filter, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot install the seccomp filter that denies AMX")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("engine", choices=["ort", "torch"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--inputs", required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--deny-amx", action="store_true", help="onnxruntime without AMX (deny_amx)")
     args = ap.parse_args()
     with open(args.inputs) as f:
         inputs = json.load(f)
@@ -107,6 +141,8 @@ def main() -> int:
         out.flush()
 
     try:
+        if args.deny_amx:
+            deny_amx()
         # Libraries are imported before the clock starts: load time is the model's alone (the time
         # to first answer, measured by the harness from the process spawn, includes the imports).
         if args.engine == "ort":
