@@ -182,6 +182,7 @@ unsafe fn tile(
     (m, r, p, np, n): (usize, usize, usize, usize, usize),
     out: &mut [f32],
     ldo: usize,
+    loaded: &mut (usize, usize),
 ) {
     let groups = kp.div_ceil(ACT_GROUP);
     // 16-channel vectors: panels (0, 1) and (2, 3).
@@ -189,10 +190,11 @@ unsafe fn tile(
     let mut scratch = Scratch([0; MR * SCRATCH_ROW]);
     let mut y = [[_mm512_setzero_ps(); 2]; MR];
     let last = kp - (groups - 1) * ACT_GROUP;
-    load_config(&Config::new(r, ACT_GROUP.min(kp)));
     for gi in 0..groups {
-        if gi + 1 == groups && last != ACT_GROUP && groups > 1 {
-            load_config(&Config::new(r, last));
+        let want = (r, if gi + 1 == groups { last } else { ACT_GROUP });
+        if *loaded != want {
+            load_config(&Config::new(want.0, want.1));
+            *loaded = want;
         }
         let k0 = gi * ACT_GROUP;
         group_sums(
@@ -279,9 +281,11 @@ pub unsafe fn gemm(
         return;
     }
     let operands = ((x, x_scale, x_zero), (w, w_scale, sums));
+    // The configuration in the tile registers (rows, inputs a group): `ldtilecfg` only on a change.
+    let mut loaded = (0, 0);
     packed::tiles::<MR, NP>(kp, rows, panels, |m, r, p, np| {
         let (xr, wr) = tile_operands(operands, kp, (m, p));
-        tile(xr, wr, kp, (m, r, p, np, n), out, ldo);
+        tile(xr, wr, kp, (m, r, p, np, n), out, ldo, &mut loaded);
     });
     asm!("tilerelease", options(nostack, nomem));
 }
