@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 
 use super::a7::{tile_operands, ACT_GROUP};
 use super::packed::{self, PANEL};
+use super::vnni512::{halves, store_pair};
 
 /// Rows a tile: an AMX tile's rows.
 const MR: usize = 16;
@@ -162,16 +163,6 @@ unsafe fn group_sums(
     store!(3, "tmm3");
 }
 
-/// 8 values at `a` in the low half and, if `b` is given, 8 at `b` in the high one (else zeros).
-#[inline(always)]
-unsafe fn halves(a: *const i32, b: Option<*const i32>) -> __m512i {
-    let lo = _mm256_loadu_si256(a as *const __m256i);
-    match b {
-        Some(b) => _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), _mm256_loadu_si256(b as _)),
-        None => _mm512_zextsi256_si512(lo),
-    }
-}
-
 /// One tile: `r` rows from `m`, `np` panels from `p`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -213,10 +204,7 @@ unsafe fn tile(
             let next = (2 * v + 1 < np).then_some(groups * PANEL);
             let c = halves(sums.add(at), next.map(|d| sums.add(at + d)));
             sw[v] = _mm512_cvtepi32_ps(_mm512_srai_epi32::<6>(c));
-            let s = halves(
-                ws.add(at) as *const i32,
-                next.map(|d| ws.add(at + d) as *const i32),
-            );
+            let s = halves(ws.add(at), next.map(|d| ws.add(at + d)));
             wsv[v] = _mm512_castsi512_ps(s);
         }
         for (i, y) in y.iter_mut().enumerate().take(r) {
@@ -236,19 +224,7 @@ unsafe fn tile(
     for (i, y) in y.iter().enumerate().take(r) {
         let row = &mut out[(m + i) * ldo..];
         for (v, y) in y.iter().enumerate().take(nv) {
-            let pv = p + 2 * v;
-            let pair = 2 * v + 1 < np;
-            if pair && (pv + 2) * PANEL <= n {
-                _mm512_storeu_ps(row.as_mut_ptr().add(pv * PANEL), *y);
-            } else {
-                let mut tmp = [0f32; 2 * PANEL];
-                _mm512_storeu_ps(tmp.as_mut_ptr(), *y);
-                let (lo, hi) = tmp.split_at(PANEL);
-                packed::store_row(lo.try_into().expect("8 lanes"), pv, n, row);
-                if pair {
-                    packed::store_row(hi.try_into().expect("8 lanes"), pv + 1, n, row);
-                }
-            }
+            store_pair(*y, p + 2 * v, 2 * v + 1 < np, n, row);
         }
     }
 }

@@ -30,11 +30,27 @@ const NP: usize = 4;
 
 /// 32 bytes at `a` in the low half, and 32 at `b` (if given) in the high one (else zeros).
 #[inline(always)]
-unsafe fn halves<T>(a: *const T, b: Option<*const T>) -> __m512i {
+pub(super) unsafe fn halves<T>(a: *const T, b: Option<*const T>) -> __m512i {
     let lo = _mm256_loadu_si256(a as *const __m256i);
     match b {
         Some(b) => _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), _mm256_loadu_si256(b as _)),
         None => _mm512_zextsi256_si512(lo),
+    }
+}
+
+/// Stores one row's 16 outputs of panels `p` and (if `pair`) `p + 1`, those below `n` only.
+#[inline(always)]
+pub(super) unsafe fn store_pair(y: __m512, p: usize, pair: bool, n: usize, row: &mut [f32]) {
+    if pair && (p + 2) * PANEL <= n {
+        _mm512_storeu_ps(row.as_mut_ptr().add(p * PANEL), y);
+    } else {
+        let mut tmp = [0f32; 2 * PANEL];
+        _mm512_storeu_ps(tmp.as_mut_ptr(), y);
+        let (lo, hi) = tmp.split_at(PANEL);
+        packed::store_row(lo.try_into().expect("8 lanes"), p, n, row);
+        if pair {
+            packed::store_row(hi.try_into().expect("8 lanes"), p + 1, n, row);
+        }
     }
 }
 
@@ -108,18 +124,7 @@ unsafe fn tile<const R: usize, const Z: usize, const FULL: bool>(
     for (i, y) in y.iter().enumerate() {
         let row = &mut out[(m + i) * ldo..];
         for (j, y) in y.iter().enumerate() {
-            let pj = p + 2 * j;
-            if pair(j) && (pj + 2) * PANEL <= n {
-                _mm512_storeu_ps(row.as_mut_ptr().add(pj * PANEL), *y);
-            } else {
-                let mut tmp = [0f32; 2 * PANEL];
-                _mm512_storeu_ps(tmp.as_mut_ptr(), *y);
-                let (lo, hi) = tmp.split_at(PANEL);
-                packed::store_row(lo.try_into().expect("8 lanes"), pj, n, row);
-                if pair(j) {
-                    packed::store_row(hi.try_into().expect("8 lanes"), pj + 1, n, row);
-                }
-            }
+            store_pair(*y, p + 2 * j, pair(j), n, row);
         }
     }
 }
